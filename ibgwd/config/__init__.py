@@ -1,0 +1,1 @@
+"""Settings: the validated model, where it is loaded from, and secrets."""

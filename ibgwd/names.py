@@ -1,0 +1,70 @@
+"""Every externally visible name ibgwd uses, derived from one namespace and the instance."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_INSTANCE = "default"
+INSTANCE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+INSTANCE_ACCEPTED = "a letter followed by up to 31 letters, digits or underscores"
+
+BUS_NAMESPACE = ("org", "ibgwd", "Gateway1")
+BUS_NAME_PREFIX = ".".join(BUS_NAMESPACE)
+OBJECT_PATH = "/" + "/".join(BUS_NAMESPACE)
+MANAGER_INTERFACE = BUS_NAME_PREFIX + ".Manager"
+ERROR_NAMESPACE = (*BUS_NAMESPACE, "Error")
+ADMIN_GROUP = "ibgwd"
+GATEWAY_USER = "ibgateway"
+METRIC_PREFIX = "ibgwd"
+CONFIG_DIR = "/etc/ibgwd"
+RUNTIME_ROOT = "/run/ibgwd"
+STATE_ROOT = "/var/lib/ibgwd"
+
+
+def is_valid_instance(name: str) -> bool:
+    return bool(INSTANCE_PATTERN.match(name))
+
+
+@dataclass(frozen=True)
+class InstanceNames:
+    """Names that depend on the instance (`default` for the plain ibgwd.service)."""
+
+    instance: str
+
+    @property
+    def is_default(self) -> bool:
+        return self.instance == DEFAULT_INSTANCE
+
+    @property
+    def service(self) -> str:
+        return "ibgwd.service" if self.is_default else f"ibgwd@{self.instance}.service"
+
+    @property
+    def bus_name(self) -> str:
+        return f"{BUS_NAME_PREFIX}.{self.instance}"
+
+    @property
+    def config_file(self) -> str:
+        stem = "ibgwd" if self.is_default else self.instance
+        return f"{CONFIG_DIR}/{stem}.conf"
+
+    @property
+    def runtime_dir(self) -> str:
+        return f"{RUNTIME_ROOT}/{self.instance}"
+
+    @property
+    def state_dir(self) -> str:
+        return f"{STATE_ROOT}/{self.instance}"
+
+    @property
+    def slice(self) -> str:
+        return f"ibgwd-{self.instance}.slice"
+
+    def unit(self, component: str, mode: str | None = None) -> str:
+        """Transient unit of a component, e.g. ``ibgwd-default-ibc-paper.service``."""
+        suffix = f"-{mode}" if mode else ""
+        return f"ibgwd-{self.instance}-{component}{suffix}.service"
+
+    def unit_prefix(self) -> str:
+        return f"ibgwd-{self.instance}-"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything ibgwd's demo and tests need on a fresh Debian 12 machine (run as root).
+# Idempotent: a second run only checks. Usage: scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    # runtime (what the .deb depends on)
+    python3 python3-dasbus python3-gi python3-sdnotify python3-jinja2 python3-prometheus-client
+    xvfb x11vnc socat dbus systemd openssh-client tzdata
+    # simulated gateway and its checks
+    python3-tk python3-xlib x11-utils
+    # tests: venv, ssh bastion, Prometheus, JDK for java.util.Properties, packaging
+    python3-venv python3-pip openssh-server prometheus default-jdk-headless
+    debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian
+    debootstrap iproute2 procps util-linux psmisc
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # Debian starts these on install; the host runs no systemd, and the tests start their own.
+    pkill -x prometheus 2>/dev/null || true
+fi
+
+# Debian's python (it has gi); the pyenv python that may come first in PATH has not.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import gi, dasbus' 2>/dev/null; then
+    rm -rf .venv
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.ibgwd-test-deps
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/pip install -q --disable-pip-version-check \
+        pytest pytest-timeout hypothesis ruff mypy \
+        ib_async ibapi-stable ib_insync vncdotool
+    touch "$stamp"
+fi
