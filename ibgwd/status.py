@@ -91,6 +91,7 @@ class Status:
     gateway_version: str = ""
     ibc_version: str = ""
     gateway_pids: Mapping[str, int] = field(default_factory=dict)  # mode -> JVM pid
+    reloading: bool = False  # True from RELOADING=1 until the reload finished (READY=1 again)
 
     @property
     def time_to_ready_s(self) -> float:
