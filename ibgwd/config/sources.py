@@ -1,0 +1,238 @@
+"""Where raw setting values come from: conffile, environment, NAME_FILE files, credentials.
+
+Precedence, lowest to highest: conffile → environment → NAME_FILE → systemd credential.
+Every problem is collected, never raised one by one; secrets never reach a Problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ibgwd.config import spec
+from ibgwd.errors import Problem
+
+REDACTED = "<redacted>"
+MAX_VALUE_FILE_BYTES = 65536
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class RawValues:
+    """Raw strings per setting name plus the problems met while reading them."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # name -> where it came from
+    problems: list[Problem] = field(default_factory=list)
+
+
+def shown(name: str, value: str) -> str:
+    """The value as it may appear in a message: secrets are redacted."""
+    base = name.removesuffix("_FILE")
+    if base in spec.SECRET_NAMES and not name.endswith("_FILE"):
+        return REDACTED
+    return value
+
+
+def _known_name(name: str) -> bool:
+    return name in spec.BY_NAME or (name.endswith("_FILE") and name[:-5] in spec.BY_NAME)
+
+
+def parse_conffile(text: str, origin: str) -> tuple[dict[str, str], list[Problem]]:
+    """Parse KEY=VALUE lines like systemd's EnvironmentFile= (pure).
+
+    `#`/`;` start comment lines; values may be wrapped in single quotes (literal) or double
+    quotes (backslash escapes `\\"`, `\\\\`, `\\$`, `` \\` ``); an unquoted value runs to the
+    end of the line with surrounding whitespace removed. There are no inline comments, so
+    `#` inside a value is kept. A leading `export ` is allowed.
+    """
+    values: dict[str, str] = {}
+    problems: list[Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        where = f"{origin} line {number}"
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if stripped.startswith("export "):
+            stripped = stripped[len("export ") :].lstrip()
+        key, sep, rest = stripped.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.fullmatch(key):
+            problems.append(
+                Problem(where, "<line not shown>", "KEY=VALUE, a comment (#) or an empty line")
+            )
+            continue
+        if not _known_name(key):
+            if key not in spec.IGNORED_OLD_NAMES:
+                close = difflib.get_close_matches(key, spec.BY_NAME, n=1)
+                hint = f"did you mean {close[0]}?" if close else "see docs/configuration.md"
+                problems.append(
+                    Problem(
+                        key,
+                        "",
+                        "a setting listed in docs/configuration.md",
+                        f"unknown setting in {where}; {hint}",
+                    )
+                )
+            continue
+        try:
+            values[key] = _unquote(rest.strip())
+        except ValueError as e:
+            problems.append(
+                Problem(key, REDACTED, "a value, optionally in matching quotes", f"{where}: {e}")
+            )
+    return values, problems
+
+
+def _unquote(text: str) -> str:
+    if not text or text[0] not in "\"'":
+        return text
+    quote = text[0]
+    out: list[str] = []
+    i = 1
+    while i < len(text):
+        ch = text[i]
+        if ch == quote:
+            if text[i + 1 :].strip():
+                raise ValueError("text after the closing quote")
+            return "".join(out)
+        if quote == '"' and ch == "\\" and i + 1 < len(text) and text[i + 1] in '"\\$`':
+            out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    raise ValueError("missing closing quote")
+
+
+def read_value_file(path_text: str) -> str:
+    """Read a NAME_FILE or credential: a regular file, UTF-8, trailing newlines stripped.
+
+    Raises ValueError with a message naming what is wrong (never the content).
+    """
+    if not path_text.startswith("/"):
+        raise ValueError("the path must be absolute")
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd = os.open(path_text, flags)
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except PermissionError:
+        raise ValueError("permission denied") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot open: {type(e).__name__}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = os.read(fd, MAX_VALUE_FILE_BYTES + 1)
+        chunks = [data]
+        while data and sum(map(len, chunks)) <= MAX_VALUE_FILE_BYTES:
+            data = os.read(fd, MAX_VALUE_FILE_BYTES + 1)
+            chunks.append(data)
+    except OSError as e:
+        raise ValueError(f"cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    content = b"".join(chunks)
+    if len(content) > MAX_VALUE_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_VALUE_FILE_BYTES} bytes")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not valid UTF-8") from None
+    return text.rstrip("\r\n")
+
+
+def _shown_path(name: str, path_text: str) -> str:
+    """A _FILE path is shown unless it might be a secret typed into the wrong variable."""
+    if name[:-5] not in spec.SECRET_NAMES:
+        return path_text
+    try:
+        plausible = path_text.startswith("/") and Path(path_text).parent.is_dir()
+    except (OSError, ValueError):
+        plausible = False
+    return path_text if plausible else REDACTED
+
+
+def gather(
+    *,
+    conffile: Path,
+    environ: Mapping[str, str],
+    credentials_dir: Path | None,
+) -> RawValues:
+    """Read every source and merge them by precedence (imperative shell)."""
+    raw = RawValues()
+    layered: dict[str, str] = {}
+    origins: dict[str, str] = {}
+    try:
+        text = conffile.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        reason = "not valid UTF-8" if isinstance(e, UnicodeDecodeError) else type(e).__name__
+        raw.problems.append(Problem(str(conffile), "<file>", "a readable UTF-8 file", reason))
+        text = ""
+    from_file, problems = parse_conffile(text, str(conffile))
+    raw.problems.extend(problems)
+    layered.update(from_file)
+    origins.update(dict.fromkeys(from_file, str(conffile)))
+    for name, value in environ.items():
+        if _known_name(name):
+            layered[name] = value
+            origins[name] = "environment"
+
+    for setting in spec.SETTINGS:
+        name, file_name = setting.name, setting.file_name
+        value = layered.get(name, "")
+        path_text = layered.get(file_name, "")
+        if name in layered:
+            raw.values[name] = value
+            raw.origins[name] = origins[name]
+        if value and path_text:
+            raw.problems.append(
+                Problem(
+                    file_name,
+                    _shown_path(file_name, path_text),
+                    f"only one of {name} and {file_name}",
+                    f"both are set ({origins[name]}, {origins[file_name]})",
+                )
+            )
+        elif path_text:
+            try:
+                raw.values[name] = read_value_file(path_text)
+                raw.origins[name] = f"{file_name}"
+            except ValueError as e:
+                raw.problems.append(
+                    Problem(
+                        file_name,
+                        _shown_path(file_name, path_text),
+                        "the absolute path of a readable regular UTF-8 file",
+                        str(e),
+                    )
+                )
+    if credentials_dir is not None:
+        _read_credentials(credentials_dir, raw)
+    return raw
+
+
+def _read_credentials(credentials_dir: Path, raw: RawValues) -> None:
+    try:
+        present = {p.name for p in credentials_dir.iterdir()}
+    except (OSError, ValueError):
+        return  # no credentials passed: nothing to override
+    for setting in spec.SETTINGS:
+        cred = setting.credential_name
+        if cred not in present:
+            continue
+        try:
+            raw.values[setting.name] = read_value_file(str(credentials_dir.absolute() / cred))
+            raw.origins[setting.name] = f"credential {cred}"
+        except ValueError as e:
+            raw.problems.append(
+                Problem(f"credential {cred}", "<file>", "a readable regular UTF-8 file", str(e))
+            )
