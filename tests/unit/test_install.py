@@ -1,0 +1,515 @@
+"""install-gateway: plan functions and the all-or-nothing install, with in-process fakes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from ibgwd.errors import InstallError
+from ibgwd.install import ChecksumError, Component, DownloadError, Layout, current_version, main
+from ibgwd.install import run as install_run
+from ibgwd.install.fetch import NotFoundError
+from ibgwd.install.plan import (
+    Channel,
+    UsageError,
+    check_prefix,
+    check_sha256,
+    check_version,
+    gateway_installer_url,
+    gateway_version_url,
+    ibc_zip_url,
+    parse_checksum_file,
+    parse_gateway_version_json,
+    version_from_filename,
+)
+from ibgwd.install.transaction import NoHooks
+
+# --- fakes -----------------------------------------------------------------------------------
+
+
+class FakeRunner:
+    """Does what IB's installer does with ``-q -dir DIR``, in-process; records the calls."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[Path, Path]] = []
+        self.fail = fail
+
+    def run(self, installer: Path, target: Path) -> None:
+        self.calls.append((installer, target))
+        (target / "jars").mkdir(parents=True)
+        (target / "jars" / "twslaunch.jar").write_bytes(installer.read_bytes())
+        (target / ".install4j").mkdir()
+        (target / ".install4j" / "inst_jre.cfg").write_text(f"{target}/jre\n")
+        (target / "ibgateway.vmoptions").write_text("-Xmx768m\n")
+        if self.fail:
+            raise InstallError("IB Gateway installer exited with status 1: boom")
+
+
+class FakeFetcher:
+    """Serves URLs from a dict; anything else is a 404. Records every URL asked for."""
+
+    def __init__(self, pages: dict[str, bytes]) -> None:
+        self.pages = pages
+        self.asked: list[str] = []
+
+    def _get(self, url: str) -> bytes:
+        self.asked.append(url)
+        if url not in self.pages:
+            raise NotFoundError(f"{url}: not found (HTTP 404)")
+        return self.pages[url]
+
+    def read_text(self, url: str) -> str:
+        return self._get(url).decode()
+
+    def download(self, url: str, dest: BinaryIO) -> None:
+        dest.write(self._get(url))
+
+
+class RaiseAt:
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self.seen: list[str] = []
+
+    def checkpoint(self, step: str) -> None:
+        self.seen.append(step)
+        if step == self.step:
+            raise KeyboardInterrupt(f"interrupted at {step}")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def checkpoint(self, step: str) -> None:
+        self.seen.append(step)
+
+
+def ibc_zip_bytes(version: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("IBC.jar", b"jar " + version.encode())
+        z.writestr("version", version + "\n")
+        z.writestr("scripts/ibcstart.sh", "#!/bin/sh\necho fake ibc\n")
+        z.writestr("config.ini", "IbLoginId=\n")
+    return buf.getvalue()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    inst = tmp_path / "ibgateway-10.30.1t-standalone-linux-x64.sh"
+    inst.write_bytes(b"#!/bin/sh\n# installer 10.30.1t\n")
+    inst2 = tmp_path / "ibgateway-10.37.1o-standalone-linux-x64.sh"
+    inst2.write_bytes(b"#!/bin/sh\n# installer 10.37.1o\n")
+    z = tmp_path / "IBCLinux-3.20.0.zip"
+    z.write_bytes(ibc_zip_bytes("3.20.0"))
+    z2 = tmp_path / "IBCLinux-3.24.2.zip"
+    z2.write_bytes(ibc_zip_bytes("3.24.2"))
+    return {"gw1": inst, "gw2": inst2, "ibc1": z, "ibc2": z2, "prefix": tmp_path / "opt"}
+
+
+def do(
+    argv: list[str],
+    *,
+    fetcher: FakeFetcher | None = None,
+    runner: FakeRunner | None = None,
+    hooks: object | None = None,
+) -> str:
+    out = io.StringIO()
+    install_run(
+        argv,
+        fetcher=fetcher or FakeFetcher({}),
+        runner=runner or FakeRunner(),
+        hooks=hooks or NoHooks(),  # type: ignore[arg-type]
+        out=out,
+    )
+    return out.getvalue()
+
+
+def local(files: dict[str, Path], gw: str = "gw1", ibc: str = "ibc1") -> list[str]:
+    return [
+        "--from",
+        str(files[gw]),
+        "--ibc-from",
+        str(files[ibc]),
+        "--prefix",
+        str(files["prefix"]),
+    ]
+
+
+def leftovers(prefix: Path) -> list[str]:
+    """Dot-files the install must never leave behind (the lock file is expected)."""
+    found = []
+    for root, dirs, names in os.walk(prefix):
+        for n in dirs + names:
+            if n.startswith(".") and n not in (".install.lock", ".install4j"):
+                found.append(str(Path(root, n).relative_to(prefix)))
+    return sorted(found)
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+def test_version_json_jsonp_and_plain_json_give_build_version() -> None:
+    jsonp = 'twsstable_callback({"buildVersion":"10.30.1t","buildDateTime":"x"});\n'
+    assert parse_gateway_version_json(jsonp) == "10.30.1t"
+    assert parse_gateway_version_json('{"buildVersion": "10.37.1o"}') == "10.37.1o"
+
+
+@pytest.mark.parametrize("text", ["", "oops", '{"other": 1}', '{"buildVersion": "../x"}'])
+def test_version_json_without_usable_build_version_is_rejected(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_gateway_version_json(text)
+
+
+def test_urls_follow_ib_and_ibc_release_locations() -> None:
+    assert gateway_installer_url(Channel.LATEST) == (
+        "https://download2.interactivebrokers.com/installers/ibgateway/latest-standalone/"
+        "ibgateway-latest-standalone-linux-x64.sh"
+    )
+    assert gateway_version_url(Channel.STABLE).endswith("/stable-standalone/version.json")
+    assert ibc_zip_url("3.20.0") == (
+        "https://github.com/IbcAlpha/IBC/releases/download/3.20.0/IBCLinux-3.20.0.zip"
+    )
+
+
+def test_versions_are_read_from_conventional_file_names() -> None:
+    name = "ibgateway-10.30.1t-standalone-linux-x64.sh"
+    assert version_from_filename(Component.GATEWAY, name) == "10.30.1t"
+    assert (
+        version_from_filename(Component.GATEWAY, "ibgateway-stable-standalone-linux-x64.sh") is None
+    )
+    assert version_from_filename(Component.IBC, "IBCLinux-3.20.0.zip") == "3.20.0"
+    assert version_from_filename(Component.IBC, "ibc.zip") is None
+
+
+@pytest.mark.parametrize("bad", ["current", "../etc", "a/b", "", ".hidden", "x" * 65])
+def test_bad_version_names_the_argument_and_what_is_accepted(bad: str) -> None:
+    with pytest.raises(UsageError, match=r"--version: invalid value .*accepted"):
+        check_version("--version", bad)
+
+
+def test_sha256_argument_must_be_64_hex_digits_and_is_lowercased() -> None:
+    assert check_sha256("--sha256", "A" * 64) == "a" * 64
+    with pytest.raises(UsageError, match="--sha256: invalid value 'abc'; accepted: 64 hex"):
+        check_sha256("--sha256", "abc")
+
+
+@pytest.mark.parametrize("bad", ["relative/dir", "/", "/opt/../etc"])
+def test_prefix_must_be_an_absolute_directory(bad: str) -> None:
+    with pytest.raises(UsageError, match="--prefix"):
+        check_prefix(bad)
+
+
+def test_checksum_file_accepts_sha256sum_format() -> None:
+    digest = "ab" * 32
+    assert parse_checksum_file(f"{digest.upper()}  IBCLinux-3.20.0.zip\n") == digest
+    with pytest.raises(ValueError):
+        parse_checksum_file("<html>not found</html>")
+
+
+def test_layout_settings_select_current_links() -> None:
+    layout = Layout(check_prefix("/opt/ibgwd"))
+    assert layout.settings() == {
+        "TWS_PATH": "/opt/ibgwd",
+        "IB_GATEWAY_VERSION": "current",
+        "IBC_PATH": "/opt/ibgwd/ibc/current",
+    }
+
+
+# --- install from local files ----------------------------------------------------------------
+
+
+def test_install_from_local_files_lays_out_versions_and_points_current(
+    files: dict[str, Path],
+) -> None:
+    runner = FakeRunner()
+    out = do(local(files), runner=runner)
+    prefix = files["prefix"]
+    gw = prefix / "ibgateway" / "10.30.1t"
+    assert os.readlink(prefix / "ibgateway" / "current") == "10.30.1t"
+    assert os.readlink(prefix / "ibc" / "current") == "3.20.0"
+    assert (prefix / "ibgateway" / "current" / "jars").is_dir()  # what IBC checks
+    # the installer's absolute paths now name the final directory, not the staging one
+    assert (gw / ".install4j" / "inst_jre.cfg").read_text() == f"{gw}/jre\n"
+    ibcstart = prefix / "ibc" / "current" / "scripts" / "ibcstart.sh"
+    assert os.access(ibcstart, os.X_OK)
+    assert oct(gw.stat().st_mode & 0o777) == "0o755"
+    assert "TWS_PATH=" + str(prefix) in out and "IBC_PATH=" + str(prefix / "ibc/current") in out
+    assert runner.calls[0][1].parent.name.startswith(".staging-")
+    assert leftovers(prefix) == []
+
+
+def test_second_version_installs_side_by_side_and_keeps_the_first(files: dict[str, Path]) -> None:
+    do(local(files))
+    do(local(files, "gw2", "ibc2"))
+    prefix = files["prefix"]
+    assert sorted(p.name for p in (prefix / "ibgateway").iterdir()) == [
+        "10.30.1t",
+        "10.37.1o",
+        "current",
+    ]
+    assert current_version(Layout(check_prefix(str(prefix))), Component.GATEWAY) == "10.37.1o"
+    assert current_version(Layout(check_prefix(str(prefix))), Component.IBC) == "3.24.2"
+
+
+def test_installed_version_is_reused_without_running_the_installer(files: dict[str, Path]) -> None:
+    do(local(files))
+    do(local(files, "gw2", "ibc2"))
+    runner = FakeRunner()
+    out = do(local(files), runner=runner)
+    assert runner.calls == []
+    assert "already in" in out
+    assert os.readlink(files["prefix"] / "ibgateway" / "current") == "10.30.1t"
+
+
+def test_version_argument_overrides_file_name(files: dict[str, Path]) -> None:
+    do([*local(files), "--version", "10.30.1t-test", "--ibc-version", "3.20.0-test"])
+    assert os.readlink(files["prefix"] / "ibgateway" / "current") == "10.30.1t-test"
+    assert os.readlink(files["prefix"] / "ibc" / "current") == "3.20.0-test"
+
+
+def test_ibc_version_comes_from_the_zip_when_the_name_has_none(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    plain = tmp_path / "ibc.zip"
+    plain.write_bytes(ibc_zip_bytes("3.19.0"))
+    do(["--from", str(files["gw1"]), "--ibc-from", str(plain), "--prefix", str(files["prefix"])])
+    assert os.readlink(files["prefix"] / "ibc" / "current") == "3.19.0"
+
+
+def test_from_without_version_in_name_requires_version(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    plain = tmp_path / "installer.sh"
+    plain.write_bytes(b"x")
+    with pytest.raises(
+        UsageError, match=re.escape("--version is required with --from 'installer.sh'")
+    ):
+        do(
+            [
+                "--from",
+                str(plain),
+                "--ibc-from",
+                str(files["ibc1"]),
+                "--prefix",
+                str(files["prefix"]),
+            ]
+        )
+
+
+def test_matching_pinned_checksums_mark_the_install_verified(files: dict[str, Path]) -> None:
+    gw, ibc = sha(files["gw1"].read_bytes()), sha(files["ibc1"].read_bytes())
+    out = do([*local(files), "--sha256", gw.upper(), "--ibc-sha256", ibc])
+    assert out.count("(verified)") == 2
+
+
+# --- refusals leave nothing half-installed ---------------------------------------------------
+
+
+def test_gateway_checksum_mismatch_is_refused_before_anything_runs(files: dict[str, Path]) -> None:
+    do(local(files))
+    runner = FakeRunner()
+    wrong = "0" * 64
+    with pytest.raises(ChecksumError) as err:
+        do([*local(files, "gw2", "ibc2"), "--sha256", wrong], runner=runner)
+    message = str(err.value)
+    assert "IB Gateway 10.37.1o: sha256 mismatch" in message
+    assert wrong in message and sha(files["gw2"].read_bytes()) in message
+    assert runner.calls == []
+    prefix = files["prefix"]
+    assert not (prefix / "ibgateway" / "10.37.1o").exists()
+    assert not (prefix / "ibc" / "3.24.2").exists()
+    assert os.readlink(prefix / "ibgateway" / "current") == "10.30.1t"
+    assert os.readlink(prefix / "ibc" / "current") == "3.20.0"
+    assert leftovers(prefix) == []
+
+
+def test_ibc_checksum_mismatch_refuses_the_gateway_too(files: dict[str, Path]) -> None:
+    runner = FakeRunner()
+    with pytest.raises(ChecksumError, match=r"IBC 3.20.0: sha256 mismatch"):
+        do([*local(files), "--ibc-sha256", "f" * 64], runner=runner)
+    assert runner.calls == []
+    assert sorted(os.listdir(files["prefix"] / "ibgateway")) == []
+
+
+def test_failing_installer_installs_nothing(files: dict[str, Path]) -> None:
+    with pytest.raises(InstallError, match="status 1"):
+        do(local(files), runner=FakeRunner(fail=True))
+    assert os.listdir(files["prefix"] / "ibgateway") == []
+    assert os.listdir(files["prefix"] / "ibc") == []
+    assert leftovers(files["prefix"]) == []
+
+
+def test_corrupt_ibc_zip_is_refused(files: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "IBCLinux-9.9.9.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(InstallError, match="not a valid zip"):
+        do(["--from", str(files["gw1"]), "--ibc-from", str(bad), "--prefix", str(files["prefix"])])
+    assert not (files["prefix"] / "ibgateway" / "10.30.1t").exists()
+
+
+def all_steps(files: dict[str, Path]) -> list[str]:
+    rec = Recorder()
+    do(local(files, "gw2", "ibc2"), hooks=rec)
+    return rec.seen
+
+
+def test_every_step_is_a_checkpoint(files: dict[str, Path]) -> None:
+    assert all_steps(files) == [
+        "fetched-ibgateway",
+        "fetched-ibc",
+        "verified",
+        "built-ibgateway",
+        "built-ibc",
+        "committed-ibgateway",
+        "committed-ibc",
+        "switched-ibgateway",
+        "switched-ibc",
+    ]
+
+
+STEPS = [
+    "fetched-ibgateway",
+    "fetched-ibc",
+    "verified",
+    "built-ibgateway",
+    "built-ibc",
+    "committed-ibgateway",
+    "committed-ibc",
+    "switched-ibgateway",
+    "switched-ibc",
+]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_interrupted_install_leaves_previous_current_and_no_new_version(
+    files: dict[str, Path], step: str
+) -> None:
+    do(local(files))
+    with pytest.raises(KeyboardInterrupt):
+        do(local(files, "gw2", "ibc2"), hooks=RaiseAt(step))
+    prefix = files["prefix"]
+    assert os.readlink(prefix / "ibgateway" / "current") == "10.30.1t"
+    assert os.readlink(prefix / "ibc" / "current") == "3.20.0"
+    assert sorted(os.listdir(prefix / "ibgateway")) == ["10.30.1t", "current"]
+    assert sorted(os.listdir(prefix / "ibc")) == ["3.20.0", "current"]
+    assert leftovers(prefix) == []
+
+
+@pytest.mark.parametrize("step", ["committed-ibgateway", "switched-ibc"])
+def test_interrupted_forced_reinstall_restores_the_old_tree(
+    files: dict[str, Path], step: str
+) -> None:
+    do(local(files))
+    gw = files["prefix"] / "ibgateway" / "10.30.1t"
+    (gw / "admin-note").write_text("kept")
+    with pytest.raises(KeyboardInterrupt):
+        do([*local(files), "--force"], hooks=RaiseAt(step))
+    assert (gw / "admin-note").read_text() == "kept"
+    assert leftovers(files["prefix"]) == []
+
+
+def test_forced_reinstall_replaces_the_tree(files: dict[str, Path]) -> None:
+    do(local(files))
+    gw = files["prefix"] / "ibgateway" / "10.30.1t"
+    (gw / "admin-note").write_text("gone")
+    runner = FakeRunner()
+    do([*local(files), "--force"], runner=runner)
+    assert len(runner.calls) == 1
+    assert not (gw / "admin-note").exists() and (gw / "jars").is_dir()
+    assert leftovers(files["prefix"]) == []
+
+
+def test_next_run_cleans_what_a_killed_run_left(files: dict[str, Path]) -> None:
+    do(local(files))
+    prefix = files["prefix"]
+    (prefix / ".staging-dead" / "ibgateway" / "jars").mkdir(parents=True)
+    os.symlink("nowhere", prefix / "ibc" / ".current-deadbeef")
+    # killed between moving 10.30.1t aside and renaming the new one in: restored, not lost
+    os.rename(prefix / "ibgateway" / "10.30.1t", prefix / "ibgateway" / ".old-0123abcd-10.30.1t")
+    do(local(files, "gw2", "ibc2"))
+    assert (prefix / "ibgateway" / "10.30.1t" / "jars").is_dir()
+    assert leftovers(prefix) == []
+
+
+def test_current_that_is_a_real_directory_is_not_clobbered(files: dict[str, Path]) -> None:
+    (files["prefix"] / "ibgateway" / "current").mkdir(parents=True)
+    with pytest.raises(InstallError, match="is not a symlink"):
+        do(local(files))
+    assert not (files["prefix"] / "ibgateway" / "10.30.1t").exists()
+
+
+# --- downloads (fake fetcher: these machines cannot reach IB or GitHub) ----------------------
+
+VERSION_URL = gateway_version_url(Channel.STABLE)
+LATEST_API = "https://api.github.com/repos/IbcAlpha/IBC/releases/latest"
+
+
+def pages(ibc_checksum: str | None = None) -> dict[str, bytes]:
+    zip_bytes = ibc_zip_bytes("3.24.2")
+    p = {
+        VERSION_URL: b'twsstable_callback({"buildVersion":"10.37.1o"});',
+        gateway_installer_url(Channel.STABLE): b"#!/bin/sh\n# downloaded\n",
+        LATEST_API: b'{"tag_name": "3.24.2"}',
+        ibc_zip_url("3.24.2"): zip_bytes,
+    }
+    if ibc_checksum is not None:
+        p[ibc_zip_url("3.24.2") + ".sha256"] = f"{ibc_checksum}  IBCLinux-3.24.2.zip\n".encode()
+    return p
+
+
+def test_download_uses_channel_version_and_latest_ibc_with_published_checksum(
+    tmp_path: Path,
+) -> None:
+    p = pages()
+    p = pages(sha(p[ibc_zip_url("3.24.2")]))
+    fetcher = FakeFetcher(p)
+    out = do(["--prefix", str(tmp_path / "opt")], fetcher=fetcher)
+    assert os.readlink(tmp_path / "opt" / "ibgateway" / "current") == "10.37.1o"
+    assert os.readlink(tmp_path / "opt" / "ibc" / "current") == "3.24.2"
+    assert "IBC 3.24.2: " in out and "(verified)" in out
+    assert "IB Gateway 10.37.1o: " in out and "(unverified)" in out  # IB publishes no checksum
+    assert all(url.startswith("https://") for url in fetcher.asked)
+
+
+def test_download_with_wrong_published_ibc_checksum_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ChecksumError, match=r"IBC 3.24.2: sha256 mismatch"):
+        do(["--prefix", str(tmp_path / "opt")], fetcher=FakeFetcher(pages("1" * 64)))
+    assert os.listdir(tmp_path / "opt" / "ibgateway") == []
+
+
+def test_download_of_a_version_the_channel_does_not_serve_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"--version: '10.19.1a' .*stable is at 10.37.1o"):
+        do(["--version", "10.19.1a", "--prefix", str(tmp_path)], fetcher=FakeFetcher(pages()))
+
+
+def test_unreachable_version_json_is_a_download_error(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match=r"version.json"):
+        do(["--prefix", str(tmp_path)], fetcher=FakeFetcher({}))
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def test_unknown_channel_exits_64_naming_the_accepted_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--channel", "nightly"]) == 64
+    err = capsys.readouterr().err
+    assert "--channel" in err and "'nightly'" in err and "stable" in err and "latest" in err
+
+
+def test_missing_local_file_exits_64(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--from", str(tmp_path / "nope.sh"), "--prefix", str(tmp_path)]) == 64
+    assert "--from" in capsys.readouterr().err
