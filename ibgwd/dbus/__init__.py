@@ -1,0 +1,1 @@
+"""The D-Bus control surface: error mapping, authorization, the Manager interface, publishing."""
