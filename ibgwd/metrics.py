@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 GATEWAY_PROCESS_NAMESPACE = "ibgateway"
 METRICS_ADDRESS_SETTING = "METRICS_ADDRESS"
 METRICS_ADDRESS_ACCEPTED = (
-    "HOST:PORT or [IPV6]:PORT with PORT 1-65535 (e.g. 127.0.0.1:9108, [::1]:9108, "
-    "0.0.0.0:9108, [::]:9108), or empty to disable metrics"
+    "ADDRESS:PORT with an IP literal and PORT 1-65535, e.g. 127.0.0.1:9108, [::1]:9108, "
+    "0.0.0.0:9108 or [::]:9108; empty = off"
 )
 
 # Recovery kinds exported as 0 before they first happen ("avoid missing metrics"). Kinds the
@@ -370,12 +370,10 @@ def build_registry(
 
 # --- METRICS_ADDRESS ----------------------------------------------------------------------------
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
-
 
 @dataclass(frozen=True)
 class ListenAddress:
-    host: str  # IPv4/IPv6 literal (no brackets) or host name
+    host: str  # an IPv4 or IPv6 literal, without brackets
     port: int
 
     def __str__(self) -> str:
@@ -383,7 +381,7 @@ class ListenAddress:
 
 
 def parse_metrics_address(value: str) -> ListenAddress | None:
-    """Parse METRICS_ADDRESS: `host:port`, `[v6]:port`; "" disables metrics (returns None)."""
+    """Parse METRICS_ADDRESS: `ipv4:port` or `[ipv6]:port`; "" disables metrics (None)."""
     text = value.strip()
     if not text:
         return None
@@ -393,25 +391,22 @@ def parse_metrics_address(value: str) -> ListenAddress | None:
             [Problem(METRICS_ADDRESS_SETTING, value, METRICS_ADDRESS_ACCEPTED, detail)]
         )
 
-    if text.startswith("["):
+    bracketed = text.startswith("[")
+    if bracketed:
         host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise bad("an IPv6 address needs the form [ADDRESS]:PORT")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise bad(f"{host!r} is not an IPv6 address") from None
     else:
         host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise bad("missing HOST or :PORT")
-        if ":" in host:
-            raise bad("put an IPv6 address in brackets: [ADDRESS]:PORT")
-        if not _HOSTNAME.match(host):
-            raise bad(f"{host!r} is not an IPv4 address or host name")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not sep:
+        raise bad("missing :PORT")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise bad(f"{host!r} is not an IP address") from None
+    if (ip.version == 6) != bracketed:
+        raise bad("IPv6 addresses are written [ADDRESS]:PORT, IPv4 ones without brackets")
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
         raise bad(f"port {port_text!r} is not 1-65535")
-    return ListenAddress(host, int(port_text))
+    return ListenAddress(str(ip), int(port_text))
 
 
 # --- the HTTP server ----------------------------------------------------------------------------
@@ -538,7 +533,10 @@ class MetricsServer:
 
 def _resolve(address: ListenAddress) -> tuple[socket.AddressFamily, tuple[str, int]]:
     infos = socket.getaddrinfo(
-        address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        address.host,
+        address.port,
+        type=socket.SOCK_STREAM,
+        flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST,
     )
     family, _, _, _, sockaddr = infos[0]
     return family, (str(sockaddr[0]), int(sockaddr[1]))
