@@ -228,7 +228,7 @@ def format_status(
     lines = [
         f"● ibgwd instance {data['instance']} - {data['state']}"
         + (" (reloading)" if data["reloading"] else ""),
-        f"     State: {data['state']}" + (", ready" if data["ready"] else ", not ready"),
+        f"     State: {data['state']}" + ("" if data["ready"] else " (not ready)"),
         f"    Status: {data['status_text'] or '-'}",
         f"   Trading: {data['trading_mode'] or '-'}",
         f"   Version: {', '.join(versions)}",

@@ -1,0 +1,169 @@
+"""ibgwdctl without a bus: formatting, exit codes and the reload wait, over a fake Manager."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import pytest
+from dbus_samples import STARTED, sample_status
+
+from ibgwd import ctl
+from ibgwd.dbus.properties import property_values
+
+
+class FakeManager:
+    def __init__(self, error: ctl.CtlError | None = None, reloading_polls: int = 0) -> None:
+        self.props = property_values(sample_status())
+        self.error = error
+        self.reloading_polls = reloading_polls  # Reloading stays true for this many reads
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def _call(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if self.error is not None:
+            raise self.error
+
+    def properties(self) -> dict[str, Any]:
+        self._call("properties")
+        return dict(self.props)
+
+    def get(self, name: str) -> Any:
+        if name == "Reloading" and self.reloading_polls > 0:
+            self.reloading_polls -= 1
+            return True
+        return self.props[name]
+
+    def reload(self, timeout_s: float) -> list[str]:
+        self._call("reload")
+        return ["vnc"]
+
+    def restart(self, mode: str, hard: bool, timeout_s: float) -> None:
+        self._call("restart", mode, hard)
+
+    def reconnect(self, what: str, mode: str, timeout_s: float) -> None:
+        self._call("reconnect", what, mode)
+
+
+def run(argv: list[str], manager: FakeManager) -> int:
+    def connect(args: argparse.Namespace) -> FakeManager:
+        return manager
+
+    return ctl.main(argv, connect=connect)
+
+
+def test_status_human_output_is_short_and_names_the_essentials(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["status"], FakeManager()) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("● ibgwd instance default - ready\n")
+    assert "paper: ready, API 4002 up, relay 4004" in out
+    assert "   vnc        active/running  pid 11  restarts 3" in out
+    assert len(out.splitlines()) <= 15
+
+
+def test_status_human_times_are_relative_to_now() -> None:
+    props = property_values(sample_status())
+    text = ctl.format_status(props, now=STARTED + 3700, tz=time.gmtime)
+    assert "Started: Tue 2023-11-14 22:13:20 GMT; 1h 1min ago" in text
+    assert "ready after 42s" in text
+    assert "probed 1h ago in 15ms" in text  # probe at STARTED+100
+    assert "recoveries: soft_restart 2" in text
+
+
+def test_status_json_is_structured(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", "--json"], FakeManager()) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["state"] == "ready" and data["ready"] is True
+    assert data["gateways"]["paper"]["api_port"] == 4002
+    assert data["gateways"]["paper"]["relay_port"] == 4004
+    assert data["gateways"]["paper"]["recoveries"] == {"hard_restart": 0, "soft_restart": 2}
+    assert data["components"][1]["name"] == "vnc"
+    assert data["components"][1]["restarts"] == 3
+
+
+def test_reload_waits_until_reloading_is_false(capsys: pytest.CaptureFixture[str]) -> None:
+    manager = FakeManager(reloading_polls=3)
+    assert run(["reload"], manager) == 0
+    assert manager.reloading_polls == 0
+    assert "restarted: vnc" in capsys.readouterr().out
+
+
+def test_reload_wait_gives_up_after_the_timeout() -> None:
+    manager = FakeManager(reloading_polls=10**9)
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(ctl.CtlError) as caught:
+        ctl.wait_reload_finished(manager, 2.0, clock=lambda: now[0], sleep=sleep)
+    assert caught.value.exit_code == 1
+    assert "did not finish within 2s" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("org.ibgwd.Gateway1.Error.InvalidConfiguration", 78),
+        ("org.ibgwd.Gateway1.Error.CredentialError", 78),
+        ("org.freedesktop.DBus.Error.AccessDenied", 77),
+        ("org.freedesktop.DBus.Error.ServiceUnknown", 69),
+        ("org.freedesktop.DBus.Error.NameHasNoOwner", 69),
+        ("org.ibgwd.Gateway1.Error.NotReady", 1),
+        ("org.ibgwd.Gateway1.Error.Failed", 1),
+        ("org.freedesktop.DBus.Error.InvalidArgs", 1),
+    ],
+)
+def test_dbus_error_names_map_to_exit_codes(name: str, code: int) -> None:
+    assert ctl._error_for(name, "msg", "default").exit_code == code
+
+
+def test_reload_refused_exits_78_and_names_the_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refused = ctl._error_for(
+        "org.ibgwd.Gateway1.Error.InvalidConfiguration",
+        "TRADING_MODE: invalid value 'bogus'; accepted: live, paper or both",
+        "default",
+    )
+    assert run(["reload"], FakeManager(error=refused)) == 78
+    assert "TRADING_MODE" in capsys.readouterr().err
+
+
+def test_restart_and_reconnect_pass_mode_and_hard() -> None:
+    manager = FakeManager()
+    assert run(["restart", "--hard", "--mode", "paper"], manager) == 0
+    assert run(["restart"], manager) == 0
+    assert run(["reconnect", "account", "--mode", "live"], manager) == 0
+    assert run(["reconnect", "data"], manager) == 0
+    assert manager.calls == [
+        ("restart", ("paper", True)),
+        ("restart", ("", False)),
+        ("reconnect", ("account", "live")),
+        ("reconnect", ("data", "")),
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["restart", "--mode", "demo"],
+        ["reconnect", "market"],
+        ["--instance", "bad-name", "status"],
+        ["--timeout", "0", "status"],
+    ],
+)
+def test_bad_usage_exits_64(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(argv, FakeManager()) == 64
+    assert capsys.readouterr().err
+
+
+def test_bad_instance_message_names_what_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    run(["--instance", "bad-name", "status"], FakeManager())
+    assert "invalid instance 'bad-name'; accepted: a letter" in capsys.readouterr().err
