@@ -88,8 +88,7 @@ TWS_PASSWORD = Setting(
     "TWS_PASSWORD",
     SECRET_TEXT,
     "",
-    "Password for TWS_USERID. Prefer TWS_PASSWORD_FILE or "
-    "the systemd credential `tws_password` over a plain value.",
+    "Password for TWS_USERID.",
     "correct horse",
     _S.CREDENTIALS,
     "gateways[live|paper].credentials.password",

@@ -292,7 +292,7 @@ def _check_port_collisions(r: _Reader, settings: Settings) -> None:
 def _gateway_version(r: _Reader, installed: Sequence[str] | None) -> str:
     s = spec.IB_GATEWAY_VERSION
     version = r.get(s)
-    if version:
+    if version or r.raw(s).strip():  # set (valid, or already reported as bad)
         return version
     where = f"{r.get(spec.TWS_PATH)}/ibgateway"
     if installed is not None and len(installed) == 1:
