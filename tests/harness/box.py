@@ -593,18 +593,16 @@ def _wait_launcher(
 
 def _empty_and_remove_cgroup(cg: Path, timeout_s: float = 15.0) -> None:
     """Kill stragglers (cgroup.kill), then rmdir the subtree depth-first; retry while busy."""
-    if not cg.exists():
-        return
     deadline = time.monotonic() + timeout_s
-    while True:
+    while cg.exists():  # another process's gc may remove it concurrently
         if cgroup_pids(cg):
             try:
                 (cg / "cgroup.kill").write_text("1")
             except OSError:
                 for pid in cgroup_pids(cg):
                     _signal(pid, signal.SIGKILL)
-        dirs = sorted((d for d in cg.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
         try:
+            dirs = sorted((d for d in cg.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
             for d in [*dirs, cg]:
                 d.rmdir()
             return
@@ -643,7 +641,10 @@ def gc() -> list[str]:
                 state = None
             if state is None:
                 # A start in progress writes meta.json right after claiming; give it time.
-                if time.time() - d.stat().st_mtime > START_GRACE_S:
+                age_s = 0.0
+                with contextlib.suppress(FileNotFoundError):
+                    age_s = time.time() - d.stat().st_mtime
+                if d.exists() and age_s > START_GRACE_S:
                     shutil.rmtree(d, ignore_errors=True)
                     reaped.append(d.name)
                 continue

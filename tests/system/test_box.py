@@ -99,7 +99,7 @@ def test_gc_after_launcher_sigkill_leaves_nothing_on_the_host(box_factory: BoxFa
     assert box.launcher_pid is not None
     os.kill(box.launcher_pid, signal.SIGKILL)
     wait_for("systemd to die with its launcher", lambda: not Path(f"/proc/{box.pid}/exe").exists())
-    assert box.name in gc()
+    gc()  # (a concurrent test session's gc may have got there first)
     assert host_traces(box.name) == []
 
 
@@ -128,7 +128,7 @@ def test_gc_after_test_runner_sigkill_leaves_nothing_on_the_host() -> None:
         runner.wait()
     # pdeathsig takes the launcher down with its runner; gc removes what is left.
     wait_for("the launcher to die with the runner", lambda: not Path(f"/proc/{launcher}").exists())
-    assert name in gc()
+    gc()
     assert host_traces(name) == []
 
 
