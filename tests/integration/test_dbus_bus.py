@@ -150,6 +150,8 @@ def test_outsider_is_refused_every_method(
     for method, args in METHOD_CALLS.items():
         result = call(bus, daemon, method, *args, user=name)
         assert result.returncode != 0, method
+        # "Access denied" is busctl's text for the bus policy's rejection; the daemon's own
+        # denial would read "... needs authorization ..." (see the test below).
         assert "Access denied" in result.stderr, result.stderr
     assert daemon.recorded_calls() == []
 
