@@ -1,10 +1,150 @@
-"""Composition root: builds every object of the daemon and runs the main loop."""
+"""Composition root: builds every object of the daemon, runs the GLib main loop, maps exit codes."""
 
 from __future__ import annotations
 
+import logging
+import os
+import pwd
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from gi.repository import GLib
+
+from ibgwd import notify
+from ibgwd.config.load import load_settings
+from ibgwd.config.model import Settings
+from ibgwd.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, IbgwdError
+from ibgwd.log import setup_logging
+from ibgwd.names import GATEWAY_USER, InstanceNames
+from ibgwd.supervisor.files import RuntimeFiles
+from ibgwd.supervisor.supervisor import Supervisor
+from ibgwd.units.spec import Paths
+
+log = logging.getLogger(__name__)
+
+
+def _read_version(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip().splitlines()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def main(instance: str, config_dir: Path) -> int:
     """Run the daemon for one instance; returns the exit status."""
-    raise NotImplementedError("the daemon is being written")
+    setup_logging()
+    names = InstanceNames(instance)
+    notifier = notify.SystemdNotifier()
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+
+    def load() -> Settings:
+        return load_settings(
+            instance,
+            config_dir=config_dir,
+            environ=os.environ,
+            credentials_dir=Path(credentials) if credentials else None,
+        )
+
+    try:
+        settings = load()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("event=bad_setting %s", problem)
+        notifier.send(notify.status(f"invalid configuration: {exc.problems[0]}"))
+        return EX_CONFIG
+    try:
+        user = pwd.getpwnam(GATEWAY_USER)
+    except KeyError:
+        log.error("event=missing_user user=%s (create it with systemd-sysusers)", GATEWAY_USER)
+        return EX_CONFIG
+    try:
+        return _run(names, settings, load, notifier, user.pw_uid, user.pw_gid)
+    except IbgwdError as exc:
+        log.error("event=fatal error=%s", exc)
+        return exc.exit_code
+
+
+def _run(
+    names: InstanceNames,
+    settings: Settings,
+    load: Callable[[], Settings],
+    notifier: notify.SystemdNotifier,
+    uid: int,
+    gid: int,
+) -> int:
+    # Imported here: they connect to the system bus and start threads, which `check-config`
+    # and `render` never need.
+    from dasbus.connection import SystemMessageBus
+
+    from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
+    from ibgwd.dbus.server import publish
+    from ibgwd.metrics import MetricsServer, ProbeRecorder, build_registry
+    from ibgwd.units.systemd import SystemdClient
+
+    runtime = Path(os.environ.get("RUNTIME_DIRECTORY", names.runtime_dir).split(":")[0])
+    state = Path(os.environ.get("STATE_DIRECTORY", names.state_dir).split(":")[0])
+    paths = Paths(runtime_dir=runtime, state_dir=state)
+    bus = SystemMessageBus()
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
+    recorder = ProbeRecorder()
+    supervisor = Supervisor(
+        names=names,
+        settings=settings,
+        paths=paths,
+        load_settings=load,
+        files=RuntimeFiles(paths, uid, gid),
+        units=SystemdClient(bus),
+        notifier=notifier,
+        executor=executor,
+        observer=recorder,
+        versions=(
+            settings.gateway_version,
+            _read_version(Path(settings.ibc_path) / "version"),
+        ),
+    )
+    metrics = MetricsServer.from_setting(
+        build_registry(supervisor.status, recorder), settings.metrics_address
+    )
+    if metrics:
+        metrics.start()
+        log.info("event=metrics_listening url=%s", metrics.url)
+    publish(bus, supervisor, UnixGroupAuthorizer(bus_uid_lookup(bus)), names.instance)
+    loop = GLib.MainLoop()
+    exit_code = EX_OK
+
+    def on_stop() -> bool:
+        log.info("event=stop_requested")
+        supervisor.stop()
+        loop.quit()
+        return False
+
+    def on_reload() -> bool:
+        try:
+            supervisor.reload()
+        except ConfigError as exc:
+            log.error("event=reload_refused problems=%s", exc)
+        return True
+
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, on_stop)
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, on_stop)
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGHUP, on_reload)
+    try:
+        supervisor.start()
+        loop.run()
+    except IbgwdError as exc:
+        log.error("event=fatal error=%s", exc)
+        exit_code = exc.exit_code if exc.exit_code != EX_CONFIG else EX_UNAVAILABLE
+        supervisor.stop()
+    except Exception:
+        log.exception("event=crash")
+        exit_code = EX_SOFTWARE
+    finally:
+        if metrics:
+            metrics.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+        bus.disconnect()
+    sys.stdout.flush()
+    return exit_code

@@ -1,0 +1,1 @@
+"""IBC: its command server."""

@@ -1,0 +1,1 @@
+"""Health probes: the TWS API handshake, the full API check, and display readiness."""

@@ -1,0 +1,1 @@
+"""Supervision: the pure health state machine and the loop that carries out its decisions."""

@@ -1,0 +1,1 @@
+"""Child components as systemd transient units: pure specs, their D-Bus properties, the client."""

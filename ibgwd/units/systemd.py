@@ -1,0 +1,147 @@
+"""The one systemd client: transient units over the system bus (dasbus)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dasbus.error import DBusError
+from dasbus.typing import get_native
+from gi.repository import GLib
+
+from ibgwd.errors import UnitError
+from ibgwd.units.properties import Property
+
+log = logging.getLogger(__name__)
+
+SYSTEMD = "org.freedesktop.systemd1"
+SYSTEMD_PATH = "/org/freedesktop/systemd1"
+MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+CALL_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    name: str
+    active_state: str
+    sub_state: str
+    n_restarts: int
+    main_pid: int
+    job: bool = False  # a start/stop job is queued
+
+    @property
+    def alive(self) -> bool:
+        return self.active_state not in ("inactive", "failed") or self.job
+
+
+class UnitManager(Protocol):
+    """What the supervisor needs from systemd (a fake implements it in tests)."""
+
+    def start_transient(self, name: str, properties: list[Property]) -> str: ...
+
+    def stop(self, name: str) -> str | None: ...
+
+    def restart(self, name: str) -> str: ...
+
+    def list_units(self, prefix: str) -> list[UnitInfo]: ...
+
+    def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]: ...
+
+
+def _error_name(exc: DBusError) -> str:
+    return str(getattr(exc, "dbus_name", ""))
+
+
+class SystemdClient:
+    """Starts, stops and observes transient units; JobRemoved tells when a job finished."""
+
+    def __init__(self, bus: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self._bus = bus
+        self._clock = clock
+        self._manager = bus.get_proxy(SYSTEMD, SYSTEMD_PATH, MANAGER_IFACE)
+        self._finished: dict[str, str] = {}
+        self._manager.JobRemoved.connect(self._on_job_removed)
+        self._manager.Subscribe(timeout=CALL_TIMEOUT_MS)
+
+    def _on_job_removed(self, _id: int, job: str, _unit: str, result: str) -> None:
+        self._finished[job] = result
+        if len(self._finished) > 1000:  # only recent jobs matter
+            for key in list(self._finished)[:500]:
+                del self._finished[key]
+
+    def start_transient(self, name: str, properties: list[Property]) -> str:
+        try:
+            return str(
+                self._manager.StartTransientUnit(
+                    name, "replace", properties, [], timeout=CALL_TIMEOUT_MS
+                )
+            )
+        except DBusError as exc:
+            if not _error_name(exc).endswith("UnitExists"):
+                raise UnitError(f"systemd refused to start {name}: {exc}") from exc
+        # A leftover (crash of a previous ibgwd, or not yet garbage-collected): clean, retry once.
+        log.info("event=unit_leftover unit=%s action=stop_and_reset", name)
+        job = self.stop(name)
+        if job:
+            self.wait_jobs([job], 30.0)
+        self.reset_failed(name)
+        try:
+            return str(
+                self._manager.StartTransientUnit(
+                    name, "replace", properties, [], timeout=CALL_TIMEOUT_MS
+                )
+            )
+        except DBusError as exc:
+            raise UnitError(f"systemd refused to start {name}: {exc}") from exc
+
+    def stop(self, name: str) -> str | None:
+        try:
+            return str(self._manager.StopUnit(name, "replace", timeout=CALL_TIMEOUT_MS))
+        except DBusError as exc:
+            if _error_name(exc).endswith(("NoSuchUnit", "LoadFailed")):
+                return None
+            raise UnitError(f"systemd refused to stop {name}: {exc}") from exc
+
+    def restart(self, name: str) -> str:
+        try:
+            return str(self._manager.RestartUnit(name, "replace", timeout=CALL_TIMEOUT_MS))
+        except DBusError as exc:
+            raise UnitError(f"systemd refused to restart {name}: {exc}") from exc
+
+    def reset_failed(self, name: str) -> None:
+        # Not loaded or not failed: nothing to reset.
+        with contextlib.suppress(DBusError):
+            self._manager.ResetFailedUnit(name, timeout=CALL_TIMEOUT_MS)
+
+    def list_units(self, prefix: str) -> list[UnitInfo]:
+        rows = self._manager.ListUnitsByPatterns([], [f"{prefix}*"], timeout=CALL_TIMEOUT_MS)
+        out = []
+        for row in rows:
+            name, _desc, _load, active, sub, _follow, path, job_id = row[:8]
+            restarts, pid = 0, 0
+            if name.endswith(".service"):
+                try:
+                    props = self._bus.get_proxy(SYSTEMD, path, "org.freedesktop.DBus.Properties")
+                    values = get_native(props.GetAll(SERVICE_IFACE, timeout=CALL_TIMEOUT_MS))
+                    restarts = int(values.get("NRestarts", 0))
+                    pid = int(values.get("MainPID", 0))
+                except DBusError:
+                    pass  # the unit vanished between the two calls
+            out.append(UnitInfo(name, active, sub, restarts, pid, bool(job_id)))
+        return out
+
+    def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]:
+        """Iterate the main context until every job was removed, or the timeout passed."""
+        context = GLib.MainContext.default()
+        deadline = self._clock() + timeout_s
+        pending = set(jobs)
+        while pending - self._finished.keys() and self._clock() < deadline:
+            GLib.timeout_add(50, lambda: False)  # bounds each blocking iteration
+            context.iteration(True)
+        return {job: self._finished.get(job, "timeout") for job in jobs}
