@@ -7,6 +7,7 @@ Every problem is collected, never raised one by one; secrets never reach a Probl
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import stat
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from ibgwd.config import spec
 from ibgwd.errors import Problem
+
+log = logging.getLogger(__name__)
 
 REDACTED = "<redacted>"
 MAX_VALUE_FILE_BYTES = 65536
@@ -29,14 +32,6 @@ class RawValues:
     values: dict[str, str] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)  # name -> where it came from
     problems: list[Problem] = field(default_factory=list)
-
-
-def shown(name: str, value: str) -> str:
-    """The value as it may appear in a message: secrets are redacted."""
-    base = name.removesuffix("_FILE")
-    if base in spec.SECRET_NAMES and not name.endswith("_FILE"):
-        return REDACTED
-    return value
 
 
 def _known_name(name: str) -> bool:
@@ -179,6 +174,7 @@ def gather(
         text = ""
     from_file, problems = parse_conffile(text, str(conffile))
     raw.problems.extend(problems)
+    _warn_if_exposed(conffile, from_file)
     layered.update(from_file)
     origins.update(dict.fromkeys(from_file, str(conffile)))
     for name, value in environ.items():
@@ -218,6 +214,23 @@ def gather(
     if credentials_dir is not None:
         _read_credentials(credentials_dir, raw)
     return raw
+
+
+def _warn_if_exposed(conffile: Path, from_file: Mapping[str, str]) -> None:
+    """A conffile holding a secret should be private; say so (it is not an error)."""
+    if not any(from_file.get(name) for name in spec.SECRET_NAMES):
+        return
+    try:
+        mode = conffile.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "conffile holds a secret but is readable by others path=%s mode=%o hint=%s",
+            conffile,
+            mode & 0o777,
+            "chmod 600, or use NAME_FILE or systemd credentials",
+        )
 
 
 def _read_credentials(credentials_dir: Path, raw: RawValues) -> None:

@@ -686,6 +686,7 @@ IBC_SCRIPTS = Setting(
     "ibc_scripts",
 )
 
+# Every Setting above, in definition order (which is also the order of the docs).
 SETTINGS: tuple[Setting[Any], ...] = tuple(
     v for v in list(globals().values()) if isinstance(v, Setting)
 )

@@ -338,3 +338,18 @@ def test_tunnel_settings_are_parsed(tmp_path: Path) -> None:
     assert s.ssh.tunnel is SshTunnel.BOTH and s.relay_enabled and s.tunnel_enabled
     assert s.ssh.passphrase is not None and s.ssh.passphrase.reveal() == "pp"
     assert s.ssh.options == "-p 2222"
+
+
+def test_conffile_with_a_password_readable_by_others_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {k: v for k, v in BASE_ENV.items() if k != "TWS_PASSWORD"}
+    conffile = tmp_path / "etc" / "ibgwd.conf"
+    conffile.parent.mkdir()
+    conffile.write_text("TWS_PASSWORD=in-conf\n")
+    conffile.chmod(0o600)
+    load(env, tmp_path)
+    assert "readable by others" not in caplog.text
+    conffile.chmod(0o640)
+    load(env, tmp_path)
+    assert "readable by others" in caplog.text and "in-conf" not in caplog.text
