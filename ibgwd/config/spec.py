@@ -69,9 +69,7 @@ class Setting(Generic[T]):
 _S = Section
 _I = Origin.IBGWD
 PORT = kinds.Integer(1, 65535)
-SECRET_TEXT = kinds.Text(
-    "any text; spaces at either end are kept; read with X_FILE or a credential"
-)
+SECRET_TEXT = kinds.Text("any text (spaces at either end are kept)")
 
 # --- Credentials -------------------------------------------------------------------------
 TWS_USERID = Setting(
