@@ -41,7 +41,9 @@ def setting_entry(s: spec.Setting[Any]) -> list[str]:
     lines = [".TP", f".B {s.name}{tag}"]
     lines.append(_line(roff_text(s.description)))
     if s.secret:
-        lines.append(_line(roff_text(f"Prefer `{s.file_name}` or the credential `{s.name.lower()}`.")))
+        lines.append(
+            _line(roff_text(f"Prefer `{s.file_name}` or the credential `{s.name.lower()}`."))
+        )
     lines.append(".br")
     lines.append(_line("Default: " + roff_text(s.shown_default.replace("`", "")) + "."))
     lines.append(".br")
