@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import pwd
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -235,9 +236,11 @@ def main(
         if forwarded is not None:
             return _run_forwarded(args.command, forwarded[1])
         if args.command == "check-config":
-            return _check_config(args, env, out)
+            with _warnings_to(err):
+                return _check_config(args, env, out)
         if args.command == "render":
-            return _render(args, env, out, err)
+            with _warnings_to(err):
+                return _render(args, env, out, err)
         if not names.is_valid_instance(args.instance):
             raise ConfigError([Problem("--instance", args.instance, names.INSTANCE_ACCEPTED)])
         from ibgwd import app
@@ -253,6 +256,20 @@ def main(
     except IbgwdError as e:
         print(f"ibgwd: {e}", file=err)
         return e.exit_code
+
+
+@contextlib.contextmanager
+def _warnings_to(stream: TextIO) -> Iterator[None]:
+    """Show warnings of the one-shot commands on stderr as `ibgwd: warning: ...`."""
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("ibgwd: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 def _run_forwarded(command: str, rest: list[str]) -> int:

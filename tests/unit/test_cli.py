@@ -224,3 +224,12 @@ def test_module_entry_point_runs_the_cli(conf_dir: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 78 and "TRADING_MODE" in result.stderr
+
+
+def test_warnings_go_to_stderr_with_the_program_name(conf_dir: Path) -> None:
+    conffile = conf_dir / "ibgwd.conf"
+    conffile.write_text(conffile.read_text() + "TWS_PASSWORD=in-conf\n")
+    conffile.chmod(0o644)
+    code, _, err = run(["--config-dir", str(conf_dir), "check-config"], {"TWS_USERID": "me"})
+    assert code == 0
+    assert err.startswith("ibgwd: WARNING: conffile holds a secret") and "in-conf" not in err
