@@ -46,7 +46,7 @@ METRICS_ADDRESS_ACCEPTED = (
 
 # Recovery kinds exported as 0 before they first happen ("avoid missing metrics"). Kinds the
 # supervisor reports beyond these are exported too; add a kind here when the supervisor gains one.
-KNOWN_RECOVERY_KINDS = ("soft_restart", "unit_restart", "watchdog")
+KNOWN_RECOVERY_KINDS = ("soft_restart", "unit_restart", "watchdog", "login_failed")
 
 # systemd ActiveState values (systemd 252), exported as a state set per component.
 UNIT_ACTIVE_STATES = ("active", "reloading", "inactive", "failed", "activating", "deactivating")

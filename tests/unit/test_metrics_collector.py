@@ -186,7 +186,13 @@ def test_known_recovery_kinds_export_0_before_they_happen_and_new_kinds_appear()
         kind: r.get_sample_value("ibgwd_recoveries_total", {"mode": "paper", "kind": kind})
         for kind in (*KNOWN_RECOVERY_KINDS, "novel")
     }
-    assert values == {"soft_restart": 2, "unit_restart": 0, "watchdog": 0, "novel": 1}
+    assert values == {
+        "soft_restart": 2,
+        "unit_restart": 0,
+        "watchdog": 0,
+        "login_failed": 0,
+        "novel": 1,
+    }
 
 
 def test_histogram_of_a_mode_without_probes_exports_zero_buckets() -> None:
