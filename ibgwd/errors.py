@@ -24,7 +24,7 @@ class IbgwdError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One invalid setting: its name, the offending value (redacted for secrets), what is accepted."""
+    """One invalid setting: its name, the bad value (redacted for secrets), what is accepted."""
 
     setting: str
     value: str
