@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -25,20 +26,44 @@ BoxFactory = Callable[..., Box]
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Remove boxes left by an earlier runner that was killed (live boxes are left alone)."""
-    if os.geteuid() == 0:
+    if os.geteuid() != 0:
+        return
+    try:
         reaped = gc()
-        if reaped:
-            log.warning("event=gc-stale-boxes reaped=%s", ",".join(reaped))
+    except Exception:  # a stuck leftover must not stop the tests; each box has its own name
+        log.exception("event=gc-stale-boxes-failed")
+        return
+    if reaped:
+        log.warning("event=gc-stale-boxes reaped=%s", ",".join(reaped))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember each phase's report on the item, so box teardown knows if the test failed."""
+    report = yield
+    setattr(item, f"_box_report_{report.when}", report)
+    return report
 
 
 def _require_root() -> None:
     if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"{NOT_ROOT}; CI must run them, so this fails instead of skipping")
         pytest.skip(NOT_ROOT)
 
 
 @pytest.fixture
-def box_factory() -> Iterator[BoxFactory]:
-    """``box_factory(**Box.start kwargs) -> Box``; every box made is stopped at teardown."""
+def as_root() -> None:
+    """For system tests that start boxes themselves: skip unless root (fail in CI)."""
+    _require_root()
+
+
+@pytest.fixture
+def box_factory(request: pytest.FixtureRequest) -> Iterator[BoxFactory]:
+    """``box_factory(**Box.start kwargs) -> Box``; every box made is stopped at teardown.
+
+    When the test failed, each box's journal tail is printed (shown in the failure report).
+    """
     _require_root()
     boxes: list[Box] = []
 
@@ -50,6 +75,12 @@ def box_factory() -> Iterator[BoxFactory]:
     try:
         yield make
     finally:
+        report = getattr(request.node, "_box_report_call", None)
+        if report is not None and report.failed:
+            for b in boxes:
+                with contextlib.suppress(Exception):
+                    tail = "\n".join(b.journal().splitlines()[-60:])
+                    print(f"--- journal of box {b.name} (last 60 lines) ---\n{tail}")
         errors = []
         for b in reversed(boxes):
             try:

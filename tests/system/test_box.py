@@ -113,9 +113,7 @@ time.sleep(3600)
 """
 
 
-def test_gc_after_test_runner_sigkill_leaves_nothing_on_the_host() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+def test_gc_after_test_runner_sigkill_leaves_nothing_on_the_host(as_root: None) -> None:
     runner = subprocess.Popen(
         [sys.executable, "-c", OWNER_SCRIPT, str(TESTS_DIR)], stdout=subprocess.PIPE, text=True
     )
@@ -296,9 +294,9 @@ def test_failing_command_raises_with_its_output(box: Box) -> None:
     assert box.run("false", check=False).returncode == 1
 
 
-def test_lower_without_systemd_fails_clearly_and_leaves_nothing(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+def test_lower_without_systemd_fails_clearly_and_leaves_nothing(
+    as_root: None, tmp_path: Path
+) -> None:
     name = f"empty-{os.getpid()}"
     with pytest.raises(BoxError, match="has no /lib/systemd/systemd"):
         Box.start(name, lower=tmp_path)
