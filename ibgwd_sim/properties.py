@@ -46,6 +46,7 @@ def _logical_lines(text: str) -> list[str]:
         else:
             lines.append("".join(buf))
             buf = []
+            skip_blank = True
     if buf:
         if backslash:
             buf.pop()
