@@ -262,45 +262,50 @@ class RestartLoop:
         settings = self.launch.settings_path
         return sorted(p for p in settings.glob("*/autorestart") if p.is_file())
 
+    def _restart_subdir(self) -> str | None:
+        """IBC looks for the Gateway's autorestart token before every launch."""
+        _say("Finding autorestart file")
+        found = self._find_auto_restart()
+        if len(found) > 1:
+            for f in found:
+                f.unlink()
+            _say(
+                "Multiple autorestart files found and deleted: instances sharing a settings "
+                "path must use different auto-restart times"
+            )
+        if len(found) != 1:
+            _say("autorestart file not found: full authentication will be required")
+            return None
+        _say(f"autorestart file found at {found[0]}: authentication will not be required")
+        return found[0].parent.name
+
     def run(self) -> int:
-        restart_subdir: str | None = None
         settings = self.launch.settings_path
+        cold = False
         while True:
+            restart_subdir = None if cold else self._restart_subdir()
             code = self._run_java(restart_subdir)
             _say(f"IBC returned exit status {code}")
             if self._terminated:
                 return EXIT_SIGTERM
-            restart_subdir = None
+            cold = False
             if code == EXIT_LOGIN_DIALOG_NOT_SHOWN:
                 _say("IBC will restart shortly")
                 continue
-            cold = settings / f"COLDRESTART{self.session_id}"
-            if cold.exists():
-                cold.unlink()
+            cold_file = settings / f"COLDRESTART{self.session_id}"
+            if cold_file.exists():
+                cold_file.unlink()
+                cold = True
                 _say("IBC will cold-restart shortly")
                 continue
-            _say("Finding autorestart file")
-            found = self._find_auto_restart()
-            if len(found) == 1:
-                _say(f"autorestart file found at {found[0]}: authentication will not be required")
+            if self._find_auto_restart():
                 pause = settings / f"PAUSE{self.session_id}"
                 if pause.exists():
                     pause.unlink()
                     _say("IBC is paused")
                     return code
-                restart_subdir = found[0].parent.name
                 _say("IBC will restart shortly")
                 continue
-            if len(found) > 1:
-                for f in found:
-                    f.unlink()
-                _say(
-                    "Multiple autorestart files found and deleted: instances sharing a settings "
-                    "path must use different auto-restart times"
-                )
-                _say("IBC will restart shortly: full authentication will be required")
-                continue
-            _say("autorestart file not found: full authentication will be required")
             if code == EXIT_2FA_TIMEOUT and self.launch.restart_on_2fa_timeout:
                 _say("IBC will restart shortly")
                 continue
