@@ -14,6 +14,8 @@ APT_PACKAGES=(
     python3-venv python3-pip openssh-server prometheus default-jdk-headless
     debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian
     debootstrap iproute2 procps util-linux psmisc
+    # man pages: groff warnings checked by tests/unit/test_manpages.py
+    man-db
     python3-yaml  # tests: parse docs/monitoring/alerts.yml
 )
 
