@@ -117,8 +117,12 @@ def _run(
 
     def on_stop() -> bool:
         log.info("event=stop_requested")
-        supervisor.stop()
-        loop.quit()
+        try:
+            supervisor.stop()
+        except Exception:  # best effort: systemd stops the children anyway (BindsTo=)
+            log.exception("event=stop_failed")
+        finally:
+            loop.quit()
         return False
 
     def on_reload() -> bool:

@@ -18,7 +18,8 @@ class LogEvent(enum.Enum):
     STARTING = "starting"  # "Starting Gateway": the JVM is up, login dialog next
     TWOFA = "twofa"  # "Second Factor Authentication initiated"
     LOGIN_COMPLETED = "login_completed"  # "Login has completed"
-    RESTARTING = "restarting"  # autorestart / "Re-starting session" / cold restart / restart
+    RESTART_SCHEDULED = "restart_scheduled"  # RESTART accepted: the Gateway restarts shortly
+    RESTARTING = "restarting"  # autorestart / "Re-starting session" / cold restart
     LOGIN_FAILED = "login_failed"  # "Login failed": IBC will loop with a cold restart
 
 
@@ -29,7 +30,8 @@ LOG_PATTERNS: tuple[tuple[str, LogEvent], ...] = (
     ("autorestart file found", LogEvent.RESTARTING),
     ("IBC will cold-restart shortly", LogEvent.RESTARTING),
     ("IBC will restart shortly", LogEvent.RESTARTING),
-    ("Setting auto-restart time", LogEvent.RESTARTING),
+    ("Setting auto-restart time", LogEvent.RESTART_SCHEDULED),
+    ("RESTART in progress", LogEvent.RESTART_SCHEDULED),
     ("Login failed", LogEvent.LOGIN_FAILED),
     ("Starting Gateway", LogEvent.STARTING),
 )
@@ -92,6 +94,7 @@ class Health:
     last_probe_at: float = 0.0
     last_success_at: float = 0.0
     ready_at: float = 0.0
+    restart_window_until: float = 0.0  # a known restart: probe failures until then are expected
     recoveries: dict[str, int] = field(default_factory=dict)
 
 
@@ -180,7 +183,13 @@ def on_probe(
     if h.state in (State.FAILED, State.RATE_LIMITED, State.STOPPING):
         return h, []
     if result.outcome.alive:
+        if h.state is State.RESTARTING:
+            h = replace(h, restart_window_until=0.0)
         return _ready(h, now, policy)
+    if now < h.restart_window_until and h.state is not State.RESTARTING:
+        actions = [Action.STOP_RELAY] if h.relay_wanted else []
+        h = replace(h, relay_wanted=False, consecutive_failures=0)
+        return _enter(h, State.RESTARTING, now, "Gateway restarting"), actions
     if h.state in (State.READY, State.DEGRADED):
         failures = h.consecutive_failures + 1
         h = replace(h, consecutive_failures=failures)
@@ -195,9 +204,13 @@ def on_log(h: Health, event: LogEvent, now: float, policy: Policy) -> tuple[Heal
         return h, []
     if event is LogEvent.TWOFA:
         return _enter(h, State.WAITING_2FA, now, "waiting for 2FA approval"), []
+    if event is LogEvent.RESTART_SCHEDULED:
+        window = now + policy.login_timeout_s + 120.0  # IBC restarts within the next 2 minutes
+        return replace(h, restart_window_until=window, detail="restart scheduled"), []
     if event is LogEvent.RESTARTING:
         actions = [Action.STOP_RELAY] if h.relay_wanted else []
-        h = replace(h, relay_wanted=False, consecutive_failures=0)
+        window = now + policy.login_timeout_s
+        h = replace(h, relay_wanted=False, consecutive_failures=0, restart_window_until=window)
         return _enter(h, State.RESTARTING, now, "Gateway restarting"), actions
     if event is LogEvent.LOGIN_FAILED:
         # IBC cold-restarts on its own; each attempt spends recovery budget so that a wrong

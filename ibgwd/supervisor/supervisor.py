@@ -180,7 +180,8 @@ class Supervisor:
         ibc_units = {s.name for s in self._specs.values() if s.component.startswith("ibc-")}
         deadline = self._clock() + STOP_TIMEOUT_S
         while self._clock() < deadline:
-            running = {u.name for u in self._units.list_units(self._names.unit_prefix())}
+            units = self._units.list_units(self._names.unit_prefix())
+            running = {u.name for u in units if u.active_state not in ("inactive", "failed")}
             if not running & ibc_units:
                 break
             time.sleep(0.2)
@@ -572,7 +573,7 @@ class Supervisor:
                 self._apply(
                     gateway,
                     *health.on_log(
-                        gateway.health, LogEvent.RESTARTING, self._clock(), self._policy()
+                        gateway.health, LogEvent.RESTART_SCHEDULED, self._clock(), self._policy()
                     ),
                 )
         self._publish()

@@ -19,7 +19,7 @@ from harness import Box
 REPO = Path(__file__).resolve().parents[2]
 SIM_PREFIX = "/opt/ibgwd-sim"
 DEMO_USER = "demo"
-DEMO_PASSWORD = "s3cr3t-Demo-pw!#"  # noqa: S105 - test credential for the simulated gateway
+DEMO_PASSWORD = "s3cr3t-Demo-pw!#"  # test credential for the simulated gateway
 
 WRAPPER = f"""#!/bin/sh
 # ibgwd from the working tree {REPO} (installed by tests/system/stack.py)
