@@ -9,7 +9,7 @@ from typing import Protocol
 
 
 class State(enum.Enum):
-    """Supervisor state of one gateway, and of the instance as a whole (the worst of its gateways)."""
+    """Supervisor state of one gateway, and of the instance as a whole (its worst gateway)."""
 
     STARTING = "starting"  # rendering, starting display and units
     LOGGING_IN = "logging_in"  # IBC typing credentials, API port not yet answering
