@@ -293,8 +293,8 @@ TIME_ZONE = Setting(
 IBC_PATH = Setting(
     "IBC_PATH",
     kinds.AbsolutePath(),
-    "/opt/ibc",
-    "Directory where IBC is installed.",
+    "/opt/ibgwd/ibc/current",
+    "Directory where IBC is installed (`ibgwd install-gateway` points `current` at the newest).",
     "/opt/ibc",
     _S.INSTALL,
     "ibc_path",
@@ -303,7 +303,7 @@ IBC_PATH = Setting(
 TWS_PATH = Setting(
     "TWS_PATH",
     kinds.AbsolutePath(),
-    "/opt/ibgateway",
+    "/opt/ibgwd",
     "Directory holding `ibgateway/<version>/` installs of IB Gateway.",
     "/opt/ibgateway",
     _S.INSTALL,
@@ -318,7 +318,10 @@ IB_GATEWAY_VERSION = Setting(
     "10.37.1o",
     _S.INSTALL,
     "gateway_version",
-    default_doc="the only directory under TWS_PATH/ibgateway; required if there are several",
+    default_doc=(
+        "`current` if TWS_PATH/ibgateway/current exists (made by `ibgwd install-gateway`), else "
+        "the only directory there; required if there are several"
+    ),
 )
 TWS_SETTINGS_PATH = Setting(
     "TWS_SETTINGS_PATH",

@@ -295,6 +295,8 @@ def _gateway_version(r: _Reader, installed: Sequence[str] | None) -> str:
     if version or r.raw(s).strip():  # set (valid, or already reported as bad)
         return version
     where = f"{r.get(spec.TWS_PATH)}/ibgateway"
+    if installed is not None and "current" in installed:
+        return "current"
     if installed is not None and len(installed) == 1:
         return installed[0]
     if not installed:

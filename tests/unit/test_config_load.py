@@ -39,7 +39,7 @@ def test_defaults_match_the_old_image_and_the_ibgwd_additions(tmp_path: Path) ->
     assert s.ssh.key_dir == "/var/lib/ibgwd/default/ssh"
     assert (s.ssh.alive_interval, s.ssh.alive_count, s.ssh.restart_s) == (20, 3, 5)
     assert s.vnc_password is None and not s.vnc_enabled
-    assert (s.ibc_path, s.tws_path) == ("/opt/ibc", "/opt/ibgateway")
+    assert (s.ibc_path, s.tws_path) == ("/opt/ibgwd/ibc/current", "/opt/ibgwd")
 
 
 def test_dual_mode_pairs_live_and_paper_with_their_own_credentials_and_paths(
@@ -307,6 +307,8 @@ def test_gateway_version_defaults_to_the_only_installed_one(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as e:
         load(env, tmp_path)
     assert "10.30.1t, 10.37.1o; pick one" in problems_of(e)["IB_GATEWAY_VERSION"]
+    (tws / "ibgateway" / "current").symlink_to("10.37.1o")  # as install-gateway leaves it
+    assert load(env, tmp_path).gateway_version == "current"
 
 
 def test_bad_instance_name_is_a_config_error(tmp_path: Path) -> None:
