@@ -60,7 +60,7 @@ def wait_ready_and_serving(box: Box, timeout: float = 90) -> float:
 
 @pytest.fixture
 def running(box: Box) -> Box:
-    stack.install(box, stack.base_settings())
+    stack.install(box, stack.base_settings() | {"VNC_SERVER_PASSWORD": VNC_SECRET})
     stack.start(box)
     return box
 
@@ -69,7 +69,7 @@ def test_start_returns_when_api_answers_and_ib_async_completes_through_relay(run
     box = running
     assert stack.show(box, UNIT, "ActiveState") == "active"
     assert status_text(box) == "ready: API live on 4002, relay on 4004"
-    for unit in (DISPLAY, IBC, RELAY):
+    for unit in (DISPLAY, IBC, RELAY, VNC):
         assert stack.show(box, unit, "ActiveState") == "active", unit
         assert stack.show(box, unit, "Slice") == "ibgwd-default.slice", unit
         assert stack.show(box, unit, "User") == "ibgateway", unit
@@ -90,7 +90,7 @@ def test_client_is_refused_not_dropped_while_gateway_logs_in(box: Box) -> None:
     assert stack.ib_async_client(box, 4004).ok
 
 
-@pytest.mark.parametrize("unit", [DISPLAY, IBC, RELAY])
+@pytest.mark.parametrize("unit", [DISPLAY, IBC, RELAY, VNC])
 def test_kill_9_of_a_component_is_recovered(running: Box, unit: str) -> None:
     box = running
     pid = main_pid(box, unit)
