@@ -288,7 +288,11 @@ class Box:
 
     @staticmethod
     def _lower_shows_repo(root: Path) -> bool:
-        """The host-overlay shows the repo only if it sits on the root file system itself."""
+        """The host-overlay shows the repo only if it sits on the root file system itself, and
+        not under /tmp, /run or /dev, which the box mounts afresh."""
+        hidden = ("/tmp", "/run", "/dev", "/proc", "/sys")
+        if any(Path(h) == REPO or Path(h) in REPO.parents for h in hidden):
+            return False
         return root == Path("/") and os.stat(REPO).st_dev == os.stat("/").st_dev
 
     def _wait_running(self, timeout_s: float) -> None:

@@ -17,13 +17,16 @@ from pathlib import Path
 from harness import Box
 
 REPO = Path(__file__).resolve().parents[2]
+# A copy inside the box that every user can read, whatever the permissions of the checkout's
+# parent directories (the sim runs as the unprivileged user ibgateway).
+SRC = "/usr/local/lib/ibgwd-src"
 SIM_PREFIX = "/opt/ibgwd-sim"
 DEMO_USER = "demo"
 DEMO_PASSWORD = "s3cr3t-Demo-pw!#"  # test credential for the simulated gateway
 
 WRAPPER = f"""#!/bin/sh
 # ibgwd from the working tree {REPO} (installed by tests/system/stack.py)
-PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}
+PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}}
 PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH PYTHONDONTWRITEBYTECODE
 exec /usr/bin/python3 -P -m ibgwd "$@"
@@ -70,6 +73,9 @@ def write_sim_conf(box: Box, values: Mapping[str, str]) -> None:
 
 
 def install(box: Box, settings: Mapping[str, str], sim: Mapping[str, str] | None = None) -> None:
+    for package in ("ibgwd", "ibgwd_sim"):
+        box.copy_in(REPO / package, f"{SRC}/{package}")
+    box.run("chmod", "-R", "a+rX", SRC)
     wrapper = box.path("/usr/bin/ibgwd")
     wrapper.write_text(WRAPPER, encoding="utf-8")
     wrapper.chmod(0o755)
@@ -91,7 +97,7 @@ def install(box: Box, settings: Mapping[str, str], sim: Mapping[str, str] | None
         "install",
         "--prefix",
         SIM_PREFIX,
-        env={"PYTHONPATH": str(REPO)},
+        env={"PYTHONPATH": SRC},
     )
     write_sim_conf(box, sim or {})
     write_conf(box, "/etc/ibgwd/ibgwd.conf", settings)
