@@ -191,9 +191,10 @@ class Supervisor:
 
     # ---- units ------------------------------------------------------------------------------
 
-    def _start_unit(self, unit_spec: UnitSpec) -> None:
+    def _start_unit(self, unit_spec: UnitSpec) -> str:
+        """Start the unit; returns systemd's start job (it may still be running)."""
         props = unit_properties(unit_spec, parent=self._names.service, slice_name=self._names.slice)
-        self._units.start_transient(unit_spec.name, props)
+        job = self._units.start_transient(unit_spec.name, props)
         log.info(
             "event=unit_started unit=%s command=%s", unit_spec.name, specs.command_line(unit_spec)
         )
@@ -202,6 +203,7 @@ class Supervisor:
             gateway = self._gateways.get(mode)
             if gateway:
                 gateway.health = health.started(gateway.health, self._clock())
+        return job
 
     def _stop_units(self, unit_specs: Sequence[UnitSpec]) -> None:
         jobs = [job for s in unit_specs if (job := self._units.stop(s.name))]
@@ -537,9 +539,10 @@ class Supervisor:
                 self._gateways[gw.mode.value] = gateway
                 self._watch_log(gateway)
                 self._schedule_probe(gateway, STARTUP_PROBE_S)
+        jobs: list[str] = []
         for component, unit_spec in wanted.items():
             if component not in self._specs:
-                self._start_unit(unit_spec)
+                jobs.append(self._start_unit(unit_spec))
                 self._specs[component] = unit_spec
                 changed.append(component)
         for component, running in list(self._relays_running.items()):
@@ -547,9 +550,12 @@ class Supervisor:
                 self._stop_units([running])
                 del self._relays_running[component]
                 if component in new_relays:
-                    self._start_unit(new_relays[component])
+                    jobs.append(self._start_unit(new_relays[component]))
                     self._relays_running[component] = new_relays[component]
                 changed.append(component)
+        # The reload is over (READY=1, `systemctl reload` returns) once the restarted units run.
+        if jobs:
+            self._units.wait_jobs(jobs, STOP_TIMEOUT_S)
         log.info("event=reloaded changed=%s", ",".join(changed) or "-")
         return changed
 
