@@ -3,13 +3,14 @@ throwaway users, and a `busctl` runner. Everything started here is stopped on ex
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import secrets
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -18,8 +19,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY_FILE = REPO / "dbus" / "org.ibgwd.Gateway1.conf"
-FAKE_DAEMON = Path(__file__).resolve().parent / "fake_daemon.py"
-PYTHON = sys.executable
+PYTHON = "/usr/bin/python3"  # Debian's python (dasbus, gi); readable by every test user
+
+
+@functools.cache
+def public_src() -> Path:
+    """A world-readable copy of the code non-root test users run: the checkout's parent
+    directories may be private (a CI clone in a 0700 temp dir)."""
+    root = Path(tempfile.mkdtemp(prefix="ibgwd-test-src-", dir="/var/tmp"))
+    shutil.copytree(REPO / "ibgwd", root / "ibgwd", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(Path(__file__).resolve().parent / "fake_daemon.py", root / "fake_daemon.py")
+    for path in (root, *root.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
 START_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 20.0
 
@@ -133,7 +148,15 @@ class FakeDaemon:
 
 
 def fake_daemon_command(address: str, instance: str, *extra: str) -> list[str]:
-    return [PYTHON, str(FAKE_DAEMON), "--address", address, "--instance", instance, *extra]
+    return [
+        PYTHON,
+        str(public_src() / "fake_daemon.py"),
+        "--address",
+        address,
+        "--instance",
+        instance,
+        *extra,
+    ]
 
 
 @contextlib.contextmanager
@@ -154,7 +177,7 @@ def fake_daemon(
         "--admin-group",
         admin_group,
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(public_src())}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         line = _read_line(proc, START_TIMEOUT_S)

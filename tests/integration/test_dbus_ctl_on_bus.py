@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-from dbus_harness import REPO, FakeDaemon, PrivateBus, as_user, busctl, fake_daemon, private_bus
+from dbus_harness import (
+    PYTHON,
+    FakeDaemon,
+    PrivateBus,
+    as_user,
+    busctl,
+    fake_daemon,
+    private_bus,
+    public_src,
+)
 
 from ibgwd.names import MANAGER_INTERFACE, OBJECT_PATH
 
@@ -30,7 +38,7 @@ def ctl(
 ) -> subprocess.CompletedProcess[str]:
     """Run ibgwdctl in its own process, as a user would."""
     command = [
-        sys.executable,
+        PYTHON,
         "-c",
         "import sys; from ibgwd.ctl import main; sys.exit(main())",
         "--instance",
@@ -44,8 +52,8 @@ def ctl(
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        cwd="/",
+        env={"PYTHONPATH": str(public_src()), "PATH": "/usr/bin:/bin"},
     )
 
 
