@@ -506,6 +506,7 @@ def test_soft_restart_goes_through_ibc_without_a_new_login(box: Box) -> None:
     ibc_log = journal(box, "-u", IBC_UNIT)
     restarted = log_lines_after(ibc_log, "received command: RESTART")
     assert any("Re-starting session" in ln for ln in restarted), restarted
+    assert any("autorestart file found" in ln for ln in restarted), restarted
     assert any("Login has completed" in ln for ln in restarted)
     for prompt in ("Login dialog WINDOW_OPENED", "Second Factor", "Click button"):
         assert not any(prompt in ln for ln in restarted), f"new login prompt: {prompt}"

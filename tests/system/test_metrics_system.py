@@ -205,3 +205,29 @@ def test_prometheus_sees_api_up_flip_to_zero_during_an_api_zombie_and_back(box: 
     prom.wait_for('ibgwd_state{state="ready"}', lambda r: value(r) == 1.0)
     kinds = prom.query('ibgwd_recoveries_total{mode="paper"} > 0')
     print("recoveries:", {s["metric"]["kind"]: s["value"][1] for s in kinds})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ibgwd re-creates the relay's transient unit on a gateway restart, systemd's "
+    "NRestarts starts again at 0, and ibgwd_component_restarts_total goes back down",
+)
+def test_restart_counter_of_the_relay_never_decreases_across_a_gateway_restart(box: Box) -> None:
+    boot(box)
+    restarts = 'ibgwd_component_restarts_total{component="relay-paper"}'
+    relay_pid = stack.show(box, RELAY_UNIT, "MainPID")
+    box.run("kill", "-KILL", relay_pid)
+    stack.wait_for(lambda: f"{restarts} 1.0" in stack.metrics(box), 30, "the relay restart")
+    before = len(events(box))
+    box.run("busctl", "call", *DEST, "Restart", "sb", "paper", "false")
+    stack.wait_for(
+        lambda: (
+            any(" event=api_open" in ln for ln in events(box)[before:])
+            and stack.show(box, RELAY_UNIT, "ActiveState") == "active"
+            and "ibgwd_ready 1.0" in stack.metrics(box)
+        ),
+        WAIT_S,
+        "the gateway and its relay back after Restart soft",
+    )
+    time.sleep(3)  # one more unit poll (2 s), so the metric reflects the new relay unit
+    assert f"{restarts} 0.0" not in stack.metrics(box)
