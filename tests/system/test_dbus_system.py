@@ -519,6 +519,8 @@ def test_soft_restart_goes_through_ibc_without_a_new_login(box: Box) -> None:
         if m.get("member") == "PropertiesChanged" and "State" in m["payload"]["data"][1]
     ]
     assert "restarting" in states and states[-1] == "ready", states
+    # No flapping back to ready while the Gateway is still going down after RESTART.
+    assert "ready" not in states[states.index("restarting") : -1], states
 
 
 def test_no_property_unit_property_log_or_error_text_contains_a_secret(box: Box) -> None:
