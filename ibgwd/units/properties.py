@@ -62,10 +62,14 @@ def unit_properties(spec: UnitSpec, *, parent: str, slice_name: str) -> list[Pro
         ("Type", get_variant(Str, "simple")),
         ("ExecStart", _exec((spec.exec_start,))),
         ("Slice", get_variant(Str, slice_name)),
+        # BindsTo: the children die with ibgwd. Before (not After) the parent: the parent is
+        # Type=notify and becomes active only once these run, and on `systemctl stop ibgwd` the
+        # reverse order lets ibgwd stop first and send IBC a graceful STOP before systemd
+        # stops whatever is left.
         ("BindsTo", _strings([parent])),
-        # No After=<parent>: the parent is Type=notify and becomes active only once these run.
+        ("Before", _strings([parent])),
         ("After", _strings(list(spec.after))),
-        ("PartOf", _strings([parent, *spec.part_of])),
+        ("PartOf", _strings(list(spec.part_of))),
         ("Restart", get_variant(Str, spec.restart)),
         ("RestartUSec", get_variant(UInt64, int(spec.restart_s * USEC))),
         ("StartLimitIntervalUSec", get_variant(UInt64, 0)),
