@@ -206,6 +206,14 @@ class Supervisor:
         return job
 
     def _stop_units(self, unit_specs: Sequence[UnitSpec]) -> None:
+        # systemd's NRestarts starts again at 0 for a re-created transient unit: carry it over so
+        # the restart counters exported by metrics and D-Bus never go down.
+        seen = {u.name: u.n_restarts for u in self._units.list_units(self._names.unit_prefix())}
+        for s in unit_specs:
+            if seen.get(s.name):
+                self._extra_restarts[s.component] = (
+                    self._extra_restarts.get(s.component, 0) + seen[s.name]
+                )
         jobs = [job for s in unit_specs if (job := self._units.stop(s.name))]
         if jobs:
             self._units.wait_jobs(jobs, STOP_TIMEOUT_S)
@@ -217,9 +225,13 @@ class Supervisor:
         )
         self._start_unit(unit_spec)
 
-    def _poll_units(self) -> bool:
+    def _refresh_components(self) -> dict[str, UnitInfo]:
         infos = {u.name: u for u in self._units.list_units(self._names.unit_prefix())}
         self._components = tuple(self._component_status(s, infos.get(s.name)) for s in self._all())
+        return infos
+
+    def _poll_units(self) -> bool:
+        infos = self._refresh_components()
         now = self._clock()
         for gateway in self._gateways.values():
             ibc = self._specs.get(f"ibc-{gateway.mode.value}")
@@ -349,6 +361,7 @@ class Supervisor:
         if action is Action.START_RELAY and relay:
             self._start_unit(relay)
             self._relays_running[relay.component] = relay
+            self._refresh_components()  # so READY's snapshot already lists the relay
         elif action is Action.STOP_RELAY and relay:
             self._relays_running.pop(relay.component, None)
             self._stop_units([relay])

@@ -207,11 +207,6 @@ def test_prometheus_sees_api_up_flip_to_zero_during_an_api_zombie_and_back(box: 
     print("recoveries:", {s["metric"]["kind"]: s["value"][1] for s in kinds})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ibgwd re-creates the relay's transient unit on a gateway restart, systemd's "
-    "NRestarts starts again at 0, and ibgwd_component_restarts_total goes back down",
-)
 def test_restart_counter_of_the_relay_never_decreases_across_a_gateway_restart(box: Box) -> None:
     boot(box)
     restarts = 'ibgwd_component_restarts_total{component="relay-paper"}'
