@@ -25,6 +25,8 @@ from ibgwd.supervisor import health
 from ibgwd.supervisor.health import Action, Health, LogEvent, Policy
 from ibgwd.supervisor.logwatch import JournalFollower
 from ibgwd.units import spec as specs
+from ibgwd.units import tunnel
+from ibgwd.units.hooks import HOOK_TIMEOUT_S, Stage, hook_spec
 from ibgwd.units.properties import unit_properties
 from ibgwd.units.spec import Paths, UnitSpec
 from ibgwd.units.systemd import UnitInfo, UnitManager
@@ -64,6 +66,7 @@ def static_specs(
     out += [specs.ibc_spec(settings, g, names, paths) for g in settings.gateways]
     if settings.vnc_enabled:
         out.append(specs.vnc_spec(settings, names, paths))
+    out += tunnel.tunnel_specs(settings, names, paths)
     return {s.component: replace(s, content_digest=digests.get(s.component, "")) for s in out}
 
 
@@ -143,8 +146,19 @@ class Supervisor:
         self._specs = static_specs(self._settings, self._names, self._paths, digests)
         for gw in self._settings.gateways:
             self._gateways[gw.mode.value] = _Gateway(gw.mode, Health(since=self._clock()))
-        for unit_spec in self._specs.values():
+        self._run_hook(Stage.START, wait=True)
+        display_job = self._start_unit(self._specs["display"])
+        if self._hook(Stage.X):
+            self._units.wait_jobs([display_job], HOOK_TIMEOUT_S)
+            self._run_hook(Stage.X, wait=True)
+        jobs = [
             self._start_unit(unit_spec)
+            for unit_spec in self._specs.values()
+            if unit_spec.component != "display"
+        ]
+        if self._hook(Stage.IBC):
+            self._units.wait_jobs(jobs, HOOK_TIMEOUT_S)  # IBC launched, as the old image waited
+            self._run_hook(Stage.IBC, wait=False)
         for gateway in self._gateways.values():
             self._watch_log(gateway)
             self._schedule_probe(gateway, STARTUP_PROBE_S)
@@ -204,6 +218,20 @@ class Supervisor:
             if gateway:
                 gateway.health = health.started(gateway.health, self._clock())
         return job
+
+    def _hook(self, stage: Stage) -> UnitSpec | None:
+        return hook_spec(self._settings, self._names, self._paths, stage)
+
+    def _run_hook(self, stage: Stage, *, wait: bool) -> None:
+        """Run a hook directory's scripts; like the old image, a failure does not stop startup."""
+        unit_spec = self._hook(stage)
+        if unit_spec is None:
+            return
+        self._set_text(f"running {stage.value.upper()}_SCRIPTS")
+        job = self._start_unit(unit_spec)
+        if wait:
+            result = self._units.wait_jobs([job], HOOK_TIMEOUT_S)[job]
+            log.info("event=hook stage=%s result=%s", stage.value, result)
 
     def _stop_units(self, unit_specs: Sequence[UnitSpec]) -> None:
         # systemd's NRestarts starts again at 0 for a re-created transient unit: carry it over so

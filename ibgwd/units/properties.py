@@ -8,6 +8,7 @@ from typing import Any
 
 from dasbus.typing import Bool, Byte, Int32, List, Str, Tuple, UInt32, UInt64, get_variant
 
+from ibgwd.units.sandbox import for_component, sandbox_properties
 from ibgwd.units.spec import UnitSpec
 
 Property = tuple[str, Any]  # (name, GLib.Variant)
@@ -59,7 +60,7 @@ def unit_properties(spec: UnitSpec, *, parent: str, slice_name: str) -> list[Pro
     """Properties for StartTransientUnit: bound to the parent, in the instance's slice."""
     props: list[Property] = [
         ("Description", get_variant(Str, spec.description)),
-        ("Type", get_variant(Str, "simple")),
+        ("Type", get_variant(Str, spec.service_type)),
         ("ExecStart", _exec((spec.exec_start,))),
         ("Slice", get_variant(Str, slice_name)),
         # BindsTo: the children die with ibgwd. Before (not After) the parent: the parent is
@@ -79,7 +80,10 @@ def unit_properties(spec: UnitSpec, *, parent: str, slice_name: str) -> list[Pro
         ("User", get_variant(Str, spec.user)),
         ("Environment", _strings(spec.environment)),
         *hardening(),
+        *sandbox_properties(for_component(spec.component)),
     ]
+    if spec.timeout_start_s:
+        props.append(("TimeoutStartUSec", get_variant(UInt64, int(spec.timeout_start_s * USEC))))
     if spec.exec_start_pre:
         props.append(("ExecStartPre", _exec(spec.exec_start_pre)))
     if spec.exec_start_post:

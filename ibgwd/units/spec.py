@@ -50,6 +50,8 @@ class UnitSpec:
     timeout_stop_s: float = 5.0
     read_write_paths: tuple[str, ...] = ()
     ip_address_allow: tuple[str, ...] = ()
+    service_type: str = "simple"  # "oneshot" for hooks: the start job ends when they exit
+    timeout_start_s: float = 0.0  # 0 = systemd's default
     # Digest of the files this unit reads (rendered config, password file): a reload restarts the
     # unit when it changes even though the command line did not. In memory only, never exported.
     content_digest: str = field(default="", compare=True, repr=False)

@@ -1,0 +1,84 @@
+"""Hook directories run at the old image's points; TRADING_MODE=both supervises two gateways."""
+
+from __future__ import annotations
+
+import pytest
+import stack
+from harness import Box
+
+pytestmark = pytest.mark.system
+
+STATE = "/var/lib/ibgwd/default"
+LOG = f"{STATE}/home/hooks.log"
+
+HOOKS = {
+    "start": 'pgrep -x Xvfb >/dev/null && echo "start: display up" || echo "start: no display"',
+    "x": 'xdpyinfo -display "$DISPLAY" >/dev/null && echo "x: display answers"',
+    "ibc": 'pgrep -f ibgwd_sim.ibcstart >/dev/null && echo "ibc: IBC launched"',
+}
+
+
+def test_hook_scripts_run_in_order_at_their_points_and_failures_do_not_stop_startup(
+    box: Box,
+) -> None:
+    for stage, body in HOOKS.items():
+        d = box.path(f"{STATE}/hooks/{stage}")
+        d.mkdir(parents=True)
+        (d / "10-fail.sh").write_text("echo failing >&2; exit 3\n")
+        (d / "20-report.sh").write_text(f'{body} >> {LOG}\necho "$(id -un)" >> {LOG}\n')
+        box.run("chmod", "-R", "a+rX", f"{STATE}/hooks")
+    settings = stack.base_settings() | {
+        "START_SCRIPTS": "hooks/start",
+        "X_SCRIPTS": "hooks/x",
+        "IBC_SCRIPTS": "hooks/ibc",
+    }
+    stack.install(box, settings)
+    stack.start(box)
+    stack.wait_for(
+        lambda: box.path(LOG).exists() and "ibc:" in box.path(LOG).read_text(), 30, "the IBC hook"
+    )
+    lines = box.path(LOG).read_text().splitlines()
+    assert lines == [
+        "start: no display",
+        "ibgateway",
+        "x: display answers",
+        "ibgateway",
+        "ibc: IBC launched",
+        "ibgateway",
+    ]
+    journal = box.run("journalctl", "-t", "ibgwd-default-hook-start", "--no-pager").stdout
+    assert "10-fail.sh failed with status 3" in journal
+
+
+def test_both_modes_run_side_by_side_and_one_dying_does_not_hide_behind_the_other(
+    box: Box,
+) -> None:
+    stack.install(box, stack.base_settings() | {"TRADING_MODE": "both"})
+    stack.start(box)
+    text = stack.show(box, "ibgwd.service", "StatusText")
+    assert text == (
+        "live: ready: API live on 4001, relay on 4003; "
+        "paper: ready: API live on 4002, relay on 4004"
+    )
+    for port in (4003, 4004):
+        result = stack.ib_async_client(box, port)
+        assert result.ok, result.output
+    live = "ibgwd-default-ibc-live.service"
+    pid = stack.show(box, live, "MainPID")
+    box.run("kill", "-9", pid)
+    stack.wait_for(
+        lambda: (
+            stack.show(box, "ibgwd.service", "StatusText").startswith("live: recovering")
+            or "live: waiting" in stack.show(box, "ibgwd.service", "StatusText")
+        ),
+        30,
+        "the live gateway's failure to show",
+    )
+    assert "paper: ready" in stack.show(box, "ibgwd.service", "StatusText")
+    assert 'ibgwd_api_up{mode="paper"} 1.0' in stack.metrics(box)
+    stack.wait_for(
+        lambda: stack.show(box, "ibgwd.service", "StatusText").startswith("live: ready"),
+        60,
+        "the live gateway to recover",
+    )
+    assert stack.ib_async_client(box, 4003).ok

@@ -1,0 +1,78 @@
+"""Pure unit specs and their transient-unit properties."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dasbus.typing import get_native
+from settings_samples import DUAL_ENV, load
+
+from ibgwd.config.model import Mode, Settings
+from ibgwd.names import InstanceNames
+from ibgwd.supervisor.supervisor import relay_specs, static_specs
+from ibgwd.units.hooks import Stage, hook_spec
+from ibgwd.units.properties import unit_properties
+from ibgwd.units.spec import Paths
+
+NAMES = InstanceNames("default")
+PATHS = Paths(Path("/run/ibgwd/default"), Path("/var/lib/ibgwd/default"))
+SECRETS = ("live-pass", "paper-pass", "vnc-pw-123")
+
+
+def settings(tmp_path: Path, **extra: str) -> Settings:
+    return load({**DUAL_ENV, "VNC_SERVER_PASSWORD": "vnc-pw-123", **extra}, tmp_path)
+
+
+def test_dual_mode_has_one_ibc_unit_per_mode_and_a_relay_each(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    units = static_specs(s, NAMES, PATHS, {})
+    assert sorted(units) == ["display", "ibc-live", "ibc-paper", "vnc"]
+    assert units["ibc-live"].name == "ibgwd-default-ibc-live.service"
+    assert "--mode=paper" in units["ibc-paper"].exec_start
+    relays = relay_specs(s, NAMES)
+    assert sorted(relays) == ["relay-live", "relay-paper"]
+    argv = relays["relay-paper"].exec_start
+    assert argv[1].startswith("TCP-LISTEN:4004,bind=127.0.0.1,") and "nodelay" in argv[1]
+    assert argv[2] == "TCP:127.0.0.1:4002,nodelay"  # nodelay on both legs
+
+
+def test_no_secret_in_any_unit_property(tmp_path: Path) -> None:
+    s = settings(tmp_path, START_SCRIPTS="hooks")
+    units = [*static_specs(s, NAMES, PATHS, {}).values(), *relay_specs(s, NAMES).values()]
+    units.append(hook_spec(s, NAMES, PATHS, Stage.START))  # type: ignore[arg-type]
+    for unit in units:
+        props = unit_properties(unit, parent=NAMES.service, slice_name=NAMES.slice)
+        text = repr([(k, get_native(v)) for k, v in props])
+        for secret in SECRETS:
+            assert secret not in text, (unit.name, secret)
+    assert "-passwdfile" in static_specs(s, NAMES, PATHS, {})["vnc"].exec_start
+
+
+def test_children_are_bound_to_and_ordered_before_the_parent(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    spec = static_specs(s, NAMES, PATHS, {})["ibc-live"]
+    props = dict(
+        (k, get_native(v))
+        for k, v in unit_properties(spec, parent=NAMES.service, slice_name=NAMES.slice)
+    )
+    assert props["BindsTo"] == ["ibgwd.service"]
+    assert props["Before"] == ["ibgwd.service"]
+    assert "ibgwd.service" not in props["After"]  # After= would deadlock the notify start
+    assert props["Slice"] == "ibgwd-default.slice"
+    assert props["User"] == "ibgateway"
+    assert "MemoryDenyWriteExecute" not in props  # the Gateway is a JIT-compiling JVM
+
+
+def test_hooks_are_oneshot_units_and_absent_when_not_configured(tmp_path: Path) -> None:
+    s = settings(tmp_path, X_SCRIPTS="/srv/x-hooks")
+    assert hook_spec(s, NAMES, PATHS, Stage.START) is None
+    hook = hook_spec(s, NAMES, PATHS, Stage.X)
+    assert hook is not None and hook.service_type == "oneshot"
+    assert hook.exec_start[-1] == "/srv/x-hooks"
+    assert f"DISPLAY=:{s.display}" in hook.environment
+
+
+def test_tunnel_only_mode_has_no_relay(tmp_path: Path) -> None:
+    s = settings(tmp_path, SSH_TUNNEL="yes", SSH_USER_TUNNEL="u@bastion")
+    assert relay_specs(s, NAMES) == {}
+    assert s.gateway(Mode.LIVE).relay_port == 0
