@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import stack
 from harness import Box
 from harness.box import REPO
 
@@ -37,6 +38,7 @@ DEPENDS = [
     "socat",
     "dbus",
     "systemd",
+    "tzdata",  # TIME_ZONE is checked against the system tz database (zoneinfo)
 ]
 RECOMMENDS = ["x11vnc", "openssh-client", "python3-tk"]
 PY = "./usr/lib/python3/dist-packages"
@@ -221,7 +223,38 @@ def installed_version(box: Box, package: str) -> str | None:
     return r.stdout.split()[-1]
 
 
-def test_clean_debian_12_installs_with_apt_upgrades_keeping_conffile_and_purges_everything(
+SIM_PREFIX = "/opt/ibgwd/sim"
+BUS_NAME = "org.ibgwd.Gateway1.default"
+
+
+def try_the_simulated_gateway(box: Box) -> None:
+    """What docs/packaging.md tells admins: install the sim, point ibgwd.conf at it, start."""
+    box.run("python3", "-m", "ibgwd_sim", "install", "--prefix", SIM_PREFIX)
+    settings = {
+        "TWS_USERID": "tryout",
+        "TWS_PASSWORD": "tryout-Pw-3c9e",  # any value: the simulated gateway accepts it
+        "TRADING_MODE": "paper",
+        "IBC_PATH": f"{SIM_PREFIX}/ibc",
+        "TWS_PATH": f"{SIM_PREFIX}/Jts",
+    }
+    stack.write_conf(box, "/etc/ibgwd/ibgwd.conf", settings)
+    stack.start(box, "ibgwd.service")  # Type=notify: returns once ibgwd sent READY=1
+    assert stack.show(box, "ibgwd.service", "ActiveState") == "active"
+    assert stack.show(box, "ibgwd.service", "StatusText").startswith("ready")
+    state = box.run(
+        "busctl", "get-property", BUS_NAME, "/org/ibgwd/Gateway1",
+        "org.ibgwd.Gateway1.Manager", "State",
+    )  # fmt: skip
+    assert state.stdout.strip() == 's "ready"'
+    scrape = stack.metrics(box)  # minbase has no curl: python3's urllib, 127.0.0.1:9108
+    assert re.search(r"^ibgwd_ready 1\.0$", scrape, re.M), scrape[-2000:]
+    box.run("systemctl", "stop", "ibgwd.service", timeout=120)
+    assert stack.show(box, "ibgwd.service", "ActiveState") == "inactive"
+    children = box.run("systemctl", "list-units", "--all", "--no-legend", "ibgwd-*.service").stdout
+    assert children.strip() == ""
+
+
+def test_clean_debian_12_installs_with_apt_runs_the_simulated_gateway_upgrades_and_purges(
     box_factory: BoxFactory, debian_root: Path, build: Build, tmp_path: Path
 ) -> None:
     box = box_factory(lower=debian_root)
@@ -257,6 +290,9 @@ def test_clean_debian_12_installs_with_apt_upgrades_keeping_conffile_and_purges_
     )
     assert verify.returncode == 0, verify.stderr  # --man=no: minbase has no man-db
 
+    # With only what apt brought (Depends + Recommends), the simulated gateway reaches READY.
+    try_the_simulated_gateway(box)
+
     # install-gateway from local files with Debian's python (no venv), default prefix.
     done = box.run(
         "ibgwd", "install-gateway", "--from", f"/tmp/{installer.name}",
@@ -285,7 +321,8 @@ def test_clean_debian_12_installs_with_apt_upgrades_keeping_conffile_and_purges_
         "/etc/ibgwd/ibgwd.conf",
         "/etc/ibgwd/ibgwd.conf.dpkg-dist",
         "/var/lib/ibgwd",
-        "/opt/ibgwd",
+        "/opt/ibgwd",  # install-gateway's versions and the simulated gateway
+        "/run/ibgwd",
         "/usr/lib/python3/dist-packages/ibgwd",
         "/usr/lib/python3/dist-packages/ibgwd_sim",
         "/usr/share/doc/ibgwd",
