@@ -17,6 +17,7 @@ APT_PACKAGES=(
     # man pages: groff warnings checked by tests/unit/test_manpages.py
     man-db
     python3-yaml  # tests: parse docs/monitoring/alerts.yml
+    python3-service-identity  # tests: vncdotool's Twisted needs it with Debian's pyOpenSSL
 )
 
 missing=()

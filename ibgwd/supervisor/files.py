@@ -1,5 +1,6 @@
-"""Writes what the children read (IBC config.ini, jts.ini, the VNC password file) and reports a
-digest per component so a reload knows which units must restart."""
+"""Writes what the children read (IBC config.ini, jts.ini, the VNC password file, the ssh
+passphrase and askpass helper) and reports a digest per component so a reload knows which units
+must restart."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ibgwd.config.model import Settings
 from ibgwd.render.render import RenderedFile, render_files
 from ibgwd.render.write import write_files
 from ibgwd.supervisor.supervisor import ensure_dir
+from ibgwd.units import tunnel
 from ibgwd.units.spec import Paths
 
 XMX = re.compile(r"^-Xmx\d+[kKmMgG]?$", re.MULTILINE)
@@ -46,6 +48,7 @@ class RuntimeFiles:
                     only_if_missing=False,
                 )
             )
+        files += self._tunnel_files(settings)
         write_files(files, uid=self.uid, gid=self.gid)
         apply_java_heap(settings)
         digests: dict[str, str] = {}
@@ -57,7 +60,37 @@ class RuntimeFiles:
         digests["vnc"] = _digest(
             next((f.text for f in files if f.path == self.paths.vnc_password_file), "")
         )
+        secret = next((f.text for f in files if f.path == tunnel.passphrase_file(self.paths)), "")
+        for g in settings.gateways:
+            digests[f"tunnel-{g.mode.value}"] = _digest(secret)
         return digests
+
+    def _tunnel_files(self, settings: Settings) -> list[RenderedFile]:
+        """The passphrase (0600) and its askpass helper; a passphrase no longer configured is
+        removed. The default key directory is created (empty, 0700) for the user to fill."""
+        passphrase = tunnel.passphrase_file(self.paths)
+        if settings.tunnel_enabled and not Path(settings.ssh.key_dir).exists():
+            ensure_dir(Path(settings.ssh.key_dir), self.uid, self.gid)
+        if not settings.tunnel_enabled or not settings.ssh.passphrase:
+            passphrase.unlink(missing_ok=True)
+            return []
+        ensure_dir(tunnel.ssh_dir(self.paths), self.uid, self.gid)
+        return [
+            RenderedFile(
+                path=passphrase,
+                text=settings.ssh.passphrase.reveal(),
+                mode=0o600,
+                secret=True,
+                only_if_missing=False,
+            ),
+            RenderedFile(
+                path=tunnel.askpass_file(self.paths),
+                text=tunnel.askpass_script(self.paths),
+                mode=0o500,
+                secret=False,
+                only_if_missing=False,
+            ),
+        ]
 
 
 def apply_java_heap(settings: Settings) -> None:
