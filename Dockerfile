@@ -1,0 +1,108 @@
+# ibgwd: IB Gateway + IBC supervised by ibgwd under systemd (PID 1) in a container.
+# A drop-in replacement for the gnzsnz/ib-gateway-docker image: same environment variables,
+# same *_FILE secrets, same ports (4003/4004 API relays, 5900 VNC) plus metrics on 9108.
+# How to build and run (Docker and podman flags systemd needs): docs/container.md.
+#
+#   scripts/build-deb.sh                                  # -> dist/ibgwd_<version>_all.deb
+#   docker build -t ibgwd .                               # GATEWAY=download: IB's stable channel
+#   docker build --build-arg GATEWAY=simulated -t ibgwd:sim .   # no IB account needed
+#
+# Build arguments:
+#   BASE_IMAGE        Debian 12 (bookworm) or a derivative with apt
+#   GATEWAY           download | local | simulated
+#   GATEWAY_CHANNEL   stable | latest                 (download)
+#   GATEWAY_VERSION   e.g. 10.37.1o; empty = the channel's current version (download)
+#   GATEWAY_SHA256    pin the installer's sha256; empty = IB's published checksum (download)
+#   IBC_VERSION       e.g. 3.23.0; empty = the latest IBC release (download)
+#   IBC_SHA256        pin the IBC zip's sha256
+#   GATEWAY_INSTALLER file name under image/local/ (local): ibgateway-*-linux-x64.sh
+#   IBC_ZIP           file name under image/local/ (local): IBCLinux-<version>.zip
+
+ARG BASE_IMAGE=debian:bookworm
+FROM ${BASE_IMAGE}
+
+ARG GATEWAY=download
+ARG GATEWAY_CHANNEL=stable
+ARG GATEWAY_VERSION=
+ARG GATEWAY_SHA256=
+ARG IBC_VERSION=
+ARG IBC_SHA256=
+ARG GATEWAY_INSTALLER=
+ARG IBC_ZIP=
+
+ARG DEBIAN_FRONTEND=noninteractive
+
+# Layer 1, cached unless GATEWAY changes: systemd, dbus and ibgwd's dependencies (so the .deb
+# layer below needs no apt-get update), plus the X libraries the real Gateway's JRE loads.
+# Versions are those of the base's Debian release: not pinned, security updates welcome
+# (DL3008); $extra is a list of package names, split on purpose (SC2086).
+# hadolint ignore=DL3008,SC2086
+RUN case "$GATEWAY" in \
+        simulated) extra="python3-tk python3-xlib x11-utils" ;; \
+        download|local) extra="ca-certificates unzip libxtst6 libxrender1 libxi6 xfonts-base fontconfig" ;; \
+        *) echo "GATEWAY='$GATEWAY': accepted: download, local, simulated" >&2; exit 78 ;; \
+    esac \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends \
+        systemd systemd-sysv dbus procps tzdata \
+        python3 python3-dasbus python3-gi python3-jinja2 python3-prometheus-client \
+        python3-sdnotify xvfb x11vnc socat openssh-client $extra \
+ && rm -rf /var/lib/apt/lists/* \
+ && systemctl mask getty.target console-getty.service systemd-timesyncd.service \
+        systemd-firstboot.service systemd-networkd-wait-online.service \
+        sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount
+
+# Layer 2: the package (the newest dist/ibgwd_*_all.deb), bind-mounted: not copied into a layer.
+# hadolint ignore=DL3008
+RUN --mount=type=bind,source=dist,target=/tmp/dist \
+    deb= ; best= ; \
+    for d in /tmp/dist/ibgwd_*_all.deb; do \
+        [ -e "$d" ] || continue; v=${d#/tmp/dist/ibgwd_}; v=${v%_all.deb}; \
+        if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then deb=$d; best=$v; fi; \
+    done \
+ ; if [ -z "$deb" ]; then echo "no dist/ibgwd_*_all.deb: run scripts/build-deb.sh" >&2; exit 66; fi \
+ && apt-get install -y --no-install-recommends "$deb" \
+ && rm -rf /var/lib/apt/lists/*
+
+# Layer 3: IB Gateway + IBC at /opt/ibgwd, where ibgwd looks by default (ibgwd install-gateway).
+RUN --mount=type=bind,source=image/local,target=/tmp/local \
+    case "$GATEWAY" in \
+      download) \
+        ibgwd install-gateway --channel "$GATEWAY_CHANNEL" \
+            ${GATEWAY_VERSION:+--version "$GATEWAY_VERSION"} \
+            ${GATEWAY_SHA256:+--sha256 "$GATEWAY_SHA256"} \
+            ${IBC_VERSION:+--ibc-version "$IBC_VERSION"} \
+            ${IBC_SHA256:+--ibc-sha256 "$IBC_SHA256"} ;; \
+      local) \
+        ibgwd install-gateway --from "/tmp/local/${GATEWAY_INSTALLER:?GATEWAY=local needs GATEWAY_INSTALLER}" \
+            --ibc-from "/tmp/local/${IBC_ZIP:?GATEWAY=local needs IBC_ZIP}" \
+            ${GATEWAY_VERSION:+--version "$GATEWAY_VERSION"} \
+            ${GATEWAY_SHA256:+--sha256 "$GATEWAY_SHA256"} \
+            ${IBC_SHA256:+--ibc-sha256 "$IBC_SHA256"} ;; \
+      simulated) \
+        python3 -m ibgwd_sim install --prefix /opt/ibgwd-sim \
+         && mkdir -p /opt/ibgwd/ibc /opt/ibgwd/ibgateway \
+         && ln -s /opt/ibgwd-sim/ibc /opt/ibgwd/ibc/current \
+         && ln -s "$(find /opt/ibgwd-sim/Jts/ibgateway -mindepth 1 -maxdepth 1 -type d)" \
+                /opt/ibgwd/ibgateway/current ;; \
+    esac
+
+# Layer 4: the container glue (docs/container.md): PID 1's environment -> ibgwd.service.
+COPY image/container_env.py /usr/lib/ibgwd-container/import-env
+COPY image/ibgwd-container-env.service /etc/systemd/system/
+COPY image/ibgwd.service.d/container.conf /etc/systemd/system/ibgwd.service.d/
+RUN chmod 0755 /usr/lib/ibgwd-container/import-env \
+ && systemctl enable ibgwd-container-env.service ibgwd.service
+
+# In a container the relays, VNC and metrics listen on every address; publish them on the
+# host's loopback (compose.yaml) unless you mean to expose them.
+ENV RELAY_BIND_ADDRESS=0.0.0.0 \
+    VNC_BIND_ADDRESS=0.0.0.0 \
+    METRICS_ADDRESS=0.0.0.0:9108 \
+    RELAY_PORT_LIVE=4003 \
+    RELAY_PORT_PAPER=4004
+EXPOSE 4003 4004 5900 9108
+
+# systemd shuts down on SIGRTMIN+3; ibgwd then sends IBC STOP before the Gateway goes down.
+STOPSIGNAL SIGRTMIN+3
+CMD ["/lib/systemd/systemd"]
