@@ -276,6 +276,8 @@ def test_clean_debian_12_installs_with_apt_runs_the_simulated_gateway_upgrades_a
     assert [p for p in DEPENDS + RECOMMENDS if installed_version(box, p) is None] == []
 
     # sysusers made the user and the group; the units are installed, not enabled or started.
+    # The conffile where the password goes is private from the start.
+    assert box.run("stat", "-c", "%a %U", "/etc/ibgwd/ibgwd.conf").stdout.split() == ["600", "root"]
     passwd = box.run("getent", "passwd", "ibgateway").stdout.split(":")
     assert passwd[5] == "/var/lib/ibgwd"
     assert box.run("getent", "group", "ibgwd").returncode == 0
