@@ -502,7 +502,8 @@ class Supervisor:
                 State.STOPPING: "stopping",
             }
             text = words.get(g.state, g.state.value)
-            return f"{text} ({g.detail})" if g.detail and g.state is not State.LOGGING_IN else text
+            plain = not g.detail or g.detail == text or g.state is State.LOGGING_IN
+            return text if plain else f"{text} ({g.detail})"
 
         if len(gateways) == 1:
             return one(gateways[0])

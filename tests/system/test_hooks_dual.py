@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import stack
 from harness import Box
@@ -82,3 +84,23 @@ def test_both_modes_run_side_by_side_and_one_dying_does_not_hide_behind_the_othe
         "the live gateway to recover",
     )
     assert stack.ib_async_client(box, 4003).ok
+
+
+def test_waiting_for_2fa_shows_in_status_and_extends_the_start_timeout(box: Box) -> None:
+    stack.install(
+        box, stack.base_settings() | {"LOGIN_TIMEOUT": "120"}, sim={"TwoFactorFor": "paper"}
+    )
+    dropin = box.path("/etc/systemd/system/ibgwd.service.d/timeout.conf")
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Service]\nTimeoutStartSec=4s\n")
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "start", "--no-block", "ibgwd.service")
+    status = lambda: stack.show(box, "ibgwd.service", "StatusText")  # noqa: E731
+    stack.wait_for(lambda: status() == "waiting for 2FA approval", 30, "the 2FA prompt")
+    time.sleep(8)  # twice TimeoutStartSec: only EXTEND_TIMEOUT_USEC keeps the start job alive
+    assert stack.show(box, "ibgwd.service", "ActiveState") == "activating"
+    assert status() == "waiting for 2FA approval"
+    box.path(f"{STATE}/settings/sim-approve-2fa").touch()
+    stack.wait_for(lambda: stack.show(box, "ibgwd.service", "ActiveState") == "active", 30, "READY")
+    assert status().startswith("ready")
+    assert stack.ib_async_client(box, 4004).ok
