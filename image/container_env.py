@@ -1,3 +1,4 @@
+#!/usr/bin/python3 -P
 """Hand the container's ibgwd settings from PID 1's environment to ibgwd.service, secrets as files.
 
 systemd does not pass its own environment (the one `docker run -e`/`env_file` set) to services.
@@ -146,14 +147,18 @@ def write(p: Plan) -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    p = plan(parse_environ(Path("/proc/1/environ").read_bytes()))
+    if argv[1:] not in ([], ["--check"]):
+        sys.stderr.write("usage: import-env [--check]\n")
+        return 64
+    try:
+        p = plan(parse_environ(Path("/proc/1/environ").read_bytes()))
+    except OSError as e:
+        log.error("event=cannot-read-pid1-environ error=%s", e.strerror)
+        return EX_CONFIG
     if argv[1:] == ["--check"]:
         shown = [(n, "<redacted>" if n in spec.SECRET_NAMES else v) for n, v in p.env]
         sys.stdout.write(env_file_text(shown))
         return 0
-    if argv[1:]:
-        sys.stderr.write("usage: import-env [--check]\n")
-        return 64
     write(p)
     return 0
 

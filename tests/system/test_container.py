@@ -331,6 +331,8 @@ def test_old_env_file_runs_the_gateway_behind_the_relay_stops_gracefully_and_kee
     # environment, where the user put it. Not in ibgwd's environment, argv, or any child's.
     leaks = c.exec("python3", "-c", SCANNER, stdin=f"{TWS_PASSWORD}\n{VNC_PASSWORD}\n").stdout
     assert leaks.split("\n") == ["1 environ 1", ""], leaks
+    checked = c.exec("/usr/lib/ibgwd-container/import-env", "--check").stdout
+    assert 'TWS_USERID="demo"' in checked and VNC_PASSWORD not in checked
     env_file_in_run = c.exec("cat", "/run/ibgwd-container/env").stdout
     assert "TWS_PASSWORD_FILE=" in env_file_in_run and VNC_PASSWORD not in env_file_in_run
     modes = c.exec(
