@@ -1,0 +1,513 @@
+"""Daemon benchmarks in a real-systemd box: time to ready, failure detection, footprint, scale.
+
+Each measurement boots a throwaway box (tests/harness), installs ibgwd and the simulated
+gateway with tests/system/stack.py, and reads ibgwd's own journal timestamps for the parts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.cbuild import Tools
+from bench.relay import ibgwd_relay_argv
+from bench.stats import median, percentile, ratio, spread
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "system")]
+
+import stack  # noqa: E402
+from harness import Box  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+INBOX_DIR = "/usr/local/lib/ibgwd-bench"
+INBOX = f"{INBOX_DIR}/inbox.py"
+UNIT = "ibgwd.service"
+IBC = "ibgwd-default-ibc-paper.service"
+SIM_EVENTS = "/var/lib/ibgwd/default/settings/sim-events.log"
+LOGIN_S = 1.0
+RESTART_DELAY_S = 2.0
+# Probe settings of the benchmark box; recovery starts as soon as the threshold is reached.
+BENCH_SETTINGS = {
+    "PROBE_INTERVAL": "1",
+    "PROBE_TIMEOUT": "1",
+    "PROBE_FAILURES": "3",
+    "RECOVERY_BACKOFF": "0",
+    "RECOVERY_MAX_PER_HOUR": "60",
+}
+
+
+@dataclass(frozen=True)
+class DaemonParams:
+    ready_reps: int
+    failure_reps: int
+    idle_s: float
+    scrapes: int
+    scrape_lat_reps: int
+    scrape_lat_n: int
+    scale: tuple[int, ...]
+
+
+FULL = DaemonParams(
+    ready_reps=3,
+    failure_reps=3,
+    idle_s=60,
+    scrapes=200,
+    scrape_lat_reps=4,
+    scrape_lat_n=10000,
+    scale=(1, 4, 8),
+)
+QUICK = DaemonParams(
+    ready_reps=1,
+    failure_reps=1,
+    idle_s=5,
+    scrapes=20,
+    scrape_lat_reps=1,
+    scrape_lat_n=300,
+    scale=(1, 2),
+)
+
+
+# ---- box plumbing ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bench_box(tools: Tools, settings: Mapping[str, str]) -> Iterator[Box]:
+    box = Box.start()
+    try:
+        stack.install(
+            box,
+            settings,
+            {"LoginSeconds": str(LOGIN_S), "RestartDelaySeconds": str(RESTART_DELAY_S)},
+        )
+        box.copy_in(REPO / "bench" / "inbox.py", INBOX)
+        box.copy_in(tools.echosrv, f"{INBOX_DIR}/echosrv")
+        box.copy_in(tools.rtclient, f"{INBOX_DIR}/rtclient")
+        box.run("chmod", "-R", "a+rX", INBOX_DIR)
+        yield box
+    finally:
+        box.stop()
+
+
+def _venv_site() -> str:
+    return str(next((REPO / ".venv" / "lib").glob("python3*/site-packages")))
+
+
+def inbox(box: Box, *args: str, timeout: float = 120) -> Any:
+    r = box.run("/usr/bin/python3", INBOX, *args, env={"PYTHONPATH": _venv_site()}, timeout=timeout)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class Entry:
+    t: float  # epoch seconds
+    unit: str
+    message: str
+
+
+def journal_since(box: Box, since: float) -> list[Entry]:
+    r = box.run(
+        "journalctl",
+        "-b",
+        "-o",
+        "json",
+        "--no-pager",
+        f"--since=@{since - 0.5:.3f}",
+        "--output-fields=MESSAGE,_SYSTEMD_UNIT,UNIT,SYSLOG_IDENTIFIER",
+        timeout=60,
+    )
+    out = []
+    for line in r.stdout.splitlines():
+        d = json.loads(line)
+        msg = d.get("MESSAGE")
+        if not isinstance(msg, str):
+            continue
+        t = int(d["__REALTIME_TIMESTAMP"]) / 1e6
+        if t >= since:
+            out.append(Entry(t, d.get("UNIT") or d.get("_SYSTEMD_UNIT", ""), msg))
+    return out
+
+
+def first(entries: list[Entry], needle: str, after: float = 0.0) -> float | None:
+    return next((e.t for e in entries if needle in e.message and e.t >= after), None)
+
+
+def last(entries: list[Entry], needle: str, before: float = float("inf")) -> float | None:
+    found = [e.t for e in entries if needle in e.message and e.t <= before]
+    return found[-1] if found else None
+
+
+def sim_events(box: Box, since: float) -> list[tuple[float, str]]:
+    try:
+        text = box.path(SIM_EVENTS).read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        stamp, _, rest = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            if float(stamp) >= since:
+                out.append((float(stamp), rest))
+    return out
+
+
+def sim_first(events: list[tuple[float, str]], needle: str, after: float = 0.0) -> float | None:
+    return next((t for t, e in events if needle in e and t >= after), None)
+
+
+class Poller:
+    """A real ib_async client in the box, armed before the action, retrying until it works."""
+
+    def __init__(self, box: Box, *, after_failure: bool) -> None:
+        self._box = box
+        armed = f"/run/bench-poll-{time.monotonic_ns()}"
+        self._armed = box.path(armed)
+        args = ["poll", "4004", armed] + (["--after-failure"] if after_failure else [])
+        self._pool = concurrent.futures.ThreadPoolExecutor(1)
+        self._future = self._pool.submit(inbox, box, *args, timeout=300)
+        deadline = time.monotonic() + 60
+        while not self._armed.exists():
+            if self._future.done() or time.monotonic() > deadline:
+                raise RuntimeError(f"client poller did not start: {self._future.result()}")
+            time.sleep(0.02)
+        time.sleep(0.3)  # let it make its first attempt
+
+    def result(self) -> float | None:
+        out = self._future.result()
+        self._pool.shutdown()
+        return float(out["t"]) if out.get("ok") else None
+
+
+def _status(box: Box) -> str:
+    return str(stack.show(box, UNIT, "StatusText"))
+
+
+def _wait_ready(box: Box, timeout: float = 120) -> None:
+    stack.wait_for(lambda: _status(box).startswith("ready"), timeout, "ibgwd ready", 0.2)
+
+
+def _d(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 4)
+
+
+# ---- (2) time to ready --------------------------------------------------------------------
+
+
+def _startup_parts(box: Box, t0: float, client: float | None) -> dict[str, Any]:
+    j = journal_since(box, t0)
+    sim = sim_events(box, t0)
+    exec_t = first(j, "Starting ibgwd.service")
+    rendered = first(j, "event=unit_started unit=ibgwd-default-display.service")
+    display = first(j, "Started ibgwd-default-display.service")
+    ibc = first(j, "Started ibgwd-default-ibc-paper.service")
+    sim_start = sim_first(sim, "event=starting")
+    api_open = sim_first(sim, "event=api_open")
+    probed = first(j, "to=ready", after=api_open or 0.0)
+    ready = first(j, "Started ibgwd.service") or first(j, "event=ready", after=probed or 0.0)
+    return {
+        "total_s": _d(client, t0),
+        "overhead_s": None if client is None else round(client - t0 - LOGIN_S, 4),
+        "parts_s": {
+            "systemd_exec": _d(exec_t, t0),
+            "config_render": _d(rendered, exec_t),
+            "display": _d(display, rendered),
+            "units": _d(ibc, display),
+            "sim_startup_not_ibgwd": _d(sim_start, ibc),
+            "sim_login_not_ibgwd": _d(api_open, sim_start),
+            "probe": _d(probed, api_open),
+            "relay_and_ready": _d(ready, probed),
+            "client": _d(client, ready),
+        },
+        "after_api_open_s": _d(client, api_open),
+    }
+
+
+def measure_start(box: Box) -> dict[str, Any]:
+    s0 = time.time()
+    box.run("systemctl", "stop", UNIT, timeout=180)
+    stop_s = time.time() - s0
+    poller = Poller(box, after_failure=False)
+    t0 = time.time()
+    stack.start(box)
+    returned = time.time()
+    result = _startup_parts(box, t0, poller.result())
+    result["systemctl_start_returned_s"] = round(returned - t0, 4)
+    result["systemctl_stop_before_s"] = round(stop_s, 4)
+    return result
+
+
+def measure_restart(box: Box) -> dict[str, Any]:
+    _wait_ready(box)
+    poller = Poller(box, after_failure=True)
+    t0 = time.time()
+    box.run("systemctl", "restart", UNIT, timeout=180)
+    returned = time.time()
+    client = poller.result()
+    j = journal_since(box, t0)
+    stopped = first(j, "Stopped ibgwd.service") or first(j, "Deactivated successfully")
+    result = _startup_parts(box, stopped or t0, client)
+    result["total_s"] = _d(client, t0)
+    result["overhead_s"] = None if client is None else round(client - t0 - LOGIN_S, 4)
+    result["parts_s"] = {"stop": _d(stopped, t0), **result["parts_s"]}
+    result["systemctl_restart_returned_s"] = round(returned - t0, 4)
+    return result
+
+
+def measure_soft_restart(box: Box) -> dict[str, Any]:
+    _wait_ready(box)
+    poller = Poller(box, after_failure=True)
+    t0 = time.time()
+    box.run(
+        "busctl",
+        "call",
+        "org.ibgwd.Gateway1.default",
+        "/org/ibgwd/Gateway1",
+        "org.ibgwd.Gateway1.Manager",
+        "Restart",
+        "sb",
+        "paper",
+        "false",
+    )
+    client = poller.result()
+    j = journal_since(box, t0)
+    sim = sim_events(box, t0)
+    sim_start = sim_first(sim, "event=starting")
+    api_open = sim_first(sim, "event=api_open")
+    probed = first(j, "to=ready", after=api_open or 0.0)
+    total = _d(client, t0)
+    return {
+        "total_s": total,
+        "overhead_s": None if total is None else round(total - RESTART_DELAY_S - LOGIN_S, 4),
+        "parts_s": {
+            "to_restarting": _d(first(j, "to=restarting"), t0),
+            "sim_restart_not_ibgwd": _d(api_open, t0),
+            "sim_start_after": _d(sim_start, t0),
+            "probe": _d(probed, api_open),
+            "client": _d(client, probed),
+        },
+        "after_api_open_s": _d(client, api_open),
+    }
+
+
+# ---- (3) failure detection ----------------------------------------------------------------
+
+
+def measure_failure(box: Box, kind: str) -> dict[str, Any]:
+    box.run("systemctl", "restart", UNIT, timeout=180)  # fresh recovery budget
+    _wait_ready(box)
+    time.sleep(2)
+    poller = Poller(box, after_failure=True)
+    ibc_pid = stack.show(box, IBC, "MainPID")
+    t0 = time.time()
+    if kind == "frozen":
+        box.run("systemctl", "kill", "--kill-whom=all", "--signal=SIGSTOP", IBC)
+    else:
+        box.run("kill", "-9", ibc_pid)
+    client = poller.result()
+    j = journal_since(box, t0)
+    recovering = first(j, "to=recovering")
+    ready = first(j, "to=ready", after=recovering or t0)
+    return {
+        "detected_s": _d(first(j, "event=state mode=paper from=ready"), t0),
+        "recovery_start_s": _d(recovering, t0),
+        "ready_again_s": _d(ready, t0),
+        "client_again_s": _d(client, t0),
+    }
+
+
+# ---- (4) footprint ------------------------------------------------------------------------
+
+
+def measure_footprint(box: Box, tools: Tools, p: DaemonParams) -> dict[str, Any]:
+    del tools
+    _wait_ready(box)
+    time.sleep(3)
+    pid = stack.show(box, UNIT, "MainPID")
+    cpu0 = int(stack.show(box, UNIT, "CPUUsageNSec") or 0)
+    idle = inbox(box, "idle", pid, str(p.idle_s), timeout=p.idle_s + 60)
+    cpu1 = int(stack.show(box, UNIT, "CPUUsageNSec") or 0)
+    idle["unit_cpu_percent"] = (cpu1 - cpu0) / 1e9 / idle["seconds"] * 100
+    url = "http://127.0.0.1:9108/metrics"
+    scrape = inbox(box, "scrape", url, str(p.scrapes))
+    return {"idle": idle, "scrape": scrape, "relay_under_scrapes": _relay_under_scrapes(box, p)}
+
+
+def _relay_under_scrapes(box: Box, p: DaemonParams) -> dict[str, Any]:
+    """Relay p99 (ibgwd's relay command in front of the C echo backend) with and without
+    20 Hz scrapes of the real ibgwd's /metrics, alternating."""
+    box.run("systemd-run", "--unit=bench-echo", f"{INBOX_DIR}/echosrv", "/run/bench-echo.port")
+    stack.wait_for(lambda: box.path("/run/bench-echo.port").exists(), 10, "echo backend")
+    api = int(box.path("/run/bench-echo.port").read_text())
+    relay_port = 14999
+    box.run("systemd-run", "--unit=bench-relay", *ibgwd_relay_argv(api, relay_port))
+    time.sleep(0.5)
+    samples: dict[str, list[float]] = {"idle": [], "scraped": []}
+    try:
+        for rep in range(p.scrape_lat_reps):
+            for case in ("idle", "scraped") if rep % 2 == 0 else ("scraped", "idle"):
+                if case == "scraped":
+                    box.run(
+                        "systemd-run",
+                        "--unit=bench-scraper",
+                        "/usr/bin/python3",
+                        INBOX,
+                        "scrapeloop",
+                        "http://127.0.0.1:9108/metrics",
+                        "20",
+                    )
+                    time.sleep(0.5)
+                r = box.run(
+                    f"{INBOX_DIR}/rtclient",
+                    "lat",
+                    str(relay_port),
+                    str(p.scrape_lat_n),
+                    "64",
+                    timeout=300,
+                )
+                samples[case].append(json.loads(r.stdout)["p99_us"])
+                if case == "scraped":
+                    box.run("systemctl", "stop", "bench-scraper", check=False)
+    finally:
+        box.run("systemctl", "stop", "bench-relay", "bench-echo", check=False)
+    return {
+        "p99_us_idle": spread(samples["idle"]),
+        "p99_us_scraped": spread(samples["scraped"]),
+        "ratio": ratio(median(samples["scraped"]), median(samples["idle"])),
+    }
+
+
+# ---- (5) scale -----------------------------------------------------------------------------
+
+
+def instance_settings(i: int) -> dict[str, str]:
+    base: dict[str, str] = stack.base_settings()
+    return base | {
+        "API_PORT_PAPER": str(4100 + i * 10),
+        "RELAY_PORT_PAPER": str(4101 + i * 10),
+        "COMMAND_PORT_PAPER": str(4102 + i * 10),
+        "DISPLAY_NUMBER": str(20 + i),
+        "METRICS_ADDRESS": "",
+    }
+
+
+def _mem_available_kib(box: Box) -> int:
+    for line in box.run("cat", "/proc/meminfo").stdout.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure_scale(tools: Tools, n: int) -> dict[str, Any]:
+    names = [f"b{i}" for i in range(1, n + 1)]
+    with bench_box(tools, stack.base_settings()) as box:
+        for i, name in enumerate(names, start=1):
+            stack.write_conf(box, f"/etc/ibgwd/{name}.conf", instance_settings(i))
+        time.sleep(1)
+        avail0 = _mem_available_kib(box)
+        units = [f"ibgwd@{name}.service" for name in names]
+        t0 = time.monotonic()
+        r = box.run("systemctl", "start", *units, check=False, timeout=600)
+        total = time.monotonic() - t0
+        statuses = {u: stack.show(box, u, "StatusText") for u in units}
+        ready = sum(s.startswith("ready") for s in statuses.values())
+        time.sleep(2)
+        groups = [g for name in names for g in (f"ibgwd@{name}.service", f"ibgwd-{name}.slice")]
+        mem = inbox(box, "mem", *groups)
+        avail1 = _mem_available_kib(box)
+        per = [
+            {
+                "rss_kib": mem[f"ibgwd@{x}.service"]["rss_kib"]
+                + mem[f"ibgwd-{x}.slice"]["rss_kib"],
+                "pss_kib": mem[f"ibgwd@{x}.service"]["pss_kib"]
+                + mem[f"ibgwd-{x}.slice"]["pss_kib"],
+                "ibgwd_rss_kib": mem[f"ibgwd@{x}.service"]["rss_kib"],
+                "processes": mem[f"ibgwd@{x}.service"]["pids"] + mem[f"ibgwd-{x}.slice"]["pids"],
+            }
+            for x in names
+        ]
+        return {
+            "instances": n,
+            "start_rc": r.returncode,
+            "ready": ready,
+            "total_s": round(total, 3),
+            "per_instance_rss_kib": median([x["rss_kib"] for x in per]),
+            "per_instance_pss_kib": median([x["pss_kib"] for x in per]),
+            "ibgwd_rss_kib": median([x["ibgwd_rss_kib"] for x in per]),
+            "processes_per_instance": median([x["processes"] for x in per]),
+            "mem_available_drop_per_instance_kib": (avail0 - avail1) / n,
+        }
+
+
+# ---- driver --------------------------------------------------------------------------------
+
+
+def run(tools: Tools, p: DaemonParams) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "params": vars(p)
+        | {
+            "settings": BENCH_SETTINGS,
+            "sim_login_s": LOGIN_S,
+            "sim_restart_delay_s": RESTART_DELAY_S,
+        }
+    }
+    with bench_box(tools, stack.base_settings() | BENCH_SETTINGS) as box:
+        stack.start(box)
+        _wait_ready(box)
+        ready: dict[str, list[dict[str, Any]]] = {"start": [], "restart": [], "soft_restart": []}
+        for rep in range(p.ready_reps):
+            ready["start"].append(measure_start(box))
+            ready["restart"].append(measure_restart(box))
+            ready["soft_restart"].append(measure_soft_restart(box))
+            log.info("event=ready_rep_done rep=%d", rep + 1)
+        out["ready"] = {"raw": ready, "summary": _summarize_ready(ready)}
+        failure: dict[str, list[dict[str, Any]]] = {"frozen": [], "killed": []}
+        for rep in range(p.failure_reps):
+            for kind in ("frozen", "killed") if rep % 2 == 0 else ("killed", "frozen"):
+                failure[kind].append(measure_failure(box, kind))
+            log.info("event=failure_rep_done rep=%d", rep + 1)
+        bound = float(BENCH_SETTINGS["PROBE_INTERVAL"]) * int(BENCH_SETTINGS["PROBE_FAILURES"])
+        out["failure"] = {
+            "raw": failure,
+            "bound_s": bound,
+            "probe_interval_s": float(BENCH_SETTINGS["PROBE_INTERVAL"]),
+            "summary": {
+                k: {f: spread([r[f] for r in v if r[f] is not None]) for f in v[0]}
+                for k, v in failure.items()
+            },
+        }
+        out["footprint"] = measure_footprint(box, tools, p)
+    out["scale"] = []
+    for n in p.scale:
+        out["scale"].append(measure_scale(tools, n))
+        log.info("event=scale_done instances=%d", n)
+    return out
+
+
+def _summarize_ready(ready: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for kind, runs in ready.items():
+        parts = {
+            k: median([r["parts_s"][k] for r in runs if r["parts_s"][k] is not None])
+            for k in runs[0]["parts_s"]
+        }
+        summary[kind] = {
+            "total_s": spread([r["total_s"] for r in runs if r["total_s"] is not None]),
+            "overhead_s": spread([r["overhead_s"] for r in runs if r["overhead_s"] is not None]),
+            "after_api_open_s": median(
+                [r["after_api_open_s"] for r in runs if r.get("after_api_open_s") is not None]
+            ),
+            "parts_s": parts,
+        }
+    return summary
+
+
+__all__ = ["percentile"]

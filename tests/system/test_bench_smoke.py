@@ -1,0 +1,42 @@
+"""The benchmarks still run: `python -m bench --quick` end to end (it asserts no timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.system
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_run_measures_every_part_and_writes_results(
+    as_root: None, tmp_path: Path
+) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    relay = results["relay"]["summary"]
+    assert set(relay) >= {"direct", "plain_socat", "ibgwd_relay"}
+    assert relay["ibgwd_relay"]["split_samples"] > 0
+    assert "nodelay" in " ".join(results["relay"]["commands"]["ibgwd_relay"])
+    daemon = results["daemon"]
+    for kind in ("start", "restart", "soft_restart"):
+        assert daemon["ready"]["raw"][kind][0]["total_s"] is not None, kind
+    for kind in ("frozen", "killed"):
+        assert daemon["failure"]["raw"][kind][0]["recovery_start_s"] is not None, kind
+    assert daemon["footprint"]["idle"]["rss_kib"] > 0
+    assert all(s["ready"] == s["instances"] for s in daemon["scale"])
+    assert "| relay |" in (tmp_path / "latest.md").read_text()
+    assert "| relay |" in r.stdout
