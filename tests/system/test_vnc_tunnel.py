@@ -268,8 +268,9 @@ def test_ib_async_reaches_the_gateway_through_the_bastion_remote_port(box: Box) 
     assert stack.show(box, TUNNEL, "ActiveState") == "active"
     assert stack.show(box, TUNNEL, "User") == "ibgateway"
     assert stack.show(box, TUNNEL, "Restart") == "always"
-    metrics = stack.metrics(box)
-    assert 'ibgwd_component_up{component="tunnel-paper"} 1.0' in metrics
+    # Component states are polled from systemd every couple of seconds.
+    up = 'ibgwd_component_up{component="tunnel-paper"} 1.0'
+    stack.wait_for(lambda: up in stack.metrics(box), 15, "the tunnel component up in /metrics")
     status = box.run("ibgwdctl", "status").stdout
     assert "tunnel-paper" in status, status
     host_key = box.path(f"{BASTION_DIR}/host_ed25519.pub").read_text().split()[1]
