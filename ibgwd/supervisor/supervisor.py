@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
@@ -184,7 +185,12 @@ class Supervisor:
                 gateway.timer = 0
             if gateway.follower:
                 gateway.follower.stop()
-        self._stop_units(list(self._relays_running.values()))
+        # Children are ordered Before= ibgwd: while ibgwd itself is being stopped, their stop
+        # jobs wait for ibgwd to exit. So nothing here waits for a stop job: the relays are
+        # signalled directly (clients get refused from now on), IBC gets a graceful STOP and we
+        # wait for its process to end; systemd stops the rest once ibgwd has exited.
+        for relay in self._relays_running.values():
+            self._units.kill(relay.name, signal.SIGTERM)
         self._relays_running.clear()
         for gw in self._settings.gateways:
             try:
@@ -199,8 +205,8 @@ class Supervisor:
             if not running & ibc_units:
                 break
             time.sleep(0.2)
-        order = sorted(self._specs.values(), key=lambda s: s.component == "display")
-        self._stop_units(order)
+        for unit_spec in sorted(self._specs.values(), key=lambda s: s.component == "display"):
+            self._units.stop(unit_spec.name)
         self._publish()
 
     # ---- units ------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ class UnitManager(Protocol):
 
     def restart(self, name: str) -> str: ...
 
+    def kill(self, name: str, signal: int) -> None: ...
+
     def list_units(self, prefix: str) -> list[UnitInfo]: ...
 
     def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]: ...
@@ -113,6 +115,11 @@ class SystemdClient:
             return str(self._manager.RestartUnit(name, "replace", timeout=CALL_TIMEOUT_MS))
         except DBusError as exc:
             raise UnitError(f"systemd refused to restart {name}: {exc}") from exc
+
+    def kill(self, name: str, signal: int) -> None:
+        """Signal every process of the unit now (no job: works while a stop job waits)."""
+        with contextlib.suppress(DBusError):  # gone already
+            self._manager.KillUnit(name, "all", int(signal), timeout=CALL_TIMEOUT_MS)
 
     def reset_failed(self, name: str) -> None:
         # Not loaded or not failed: nothing to reset.

@@ -367,12 +367,6 @@ def test_old_env_file_runs_the_gateway_behind_the_relay_stops_gracefully_and_kee
     assert marker in text and "TimeZone=Etc/UTC" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ibgwd waits 2 x 25 s for child stop jobs that systemd queues after its own stop "
-    "job (children are Before= ibgwd), so a stop takes ~50 s and Docker's default 10 s "
-    "grace period ends in SIGKILL; remove this mark when ibgwd's stop no longer waits",
-)
 def test_stop_within_dockers_default_grace_period_is_graceful(
     run: Callable[..., Container], user_files: tuple[Path, Path, Path]
 ) -> None:
