@@ -361,3 +361,26 @@ def test_bastion_restart_drops_the_tunnel_and_systemd_restores_it(box: Box) -> N
     assert int(stack.show(box, TUNNEL, "NRestarts")) > restarts
     assert stack.show(box, UNIT, "NRestarts") == "0"
     assert stack.show(box, TUNNEL, "ActiveState") == "active"
+
+
+def test_reload_with_a_rotated_passphrase_restarts_only_the_tunnel(box: Box) -> None:
+    bastion = pick_ports()
+    settings = tunnel_settings(bastion, SSH_PASSPHRASE=PASSPHRASE)
+    stack.install(box, settings)
+    setup_bastion(box, bastion, passphrase=PASSPHRASE)
+    stack.start(box)
+    wait_ready(box)
+    wait_client(box, bastion.remote_port)
+    ibc, ssh = main_pid(box, "ibgwd-default-ibc-paper.service"), main_pid(box, TUNNEL)
+    rotated = "rotated-" + PASSPHRASE
+    key = f"{KEY_DIR}/id_ed25519"
+    box.run("ssh-keygen", "-q", "-p", "-P", PASSPHRASE, "-N", rotated, "-f", key)
+    stack.write_conf(box, "/etc/ibgwd/ibgwd.conf", settings | {"SSH_PASSPHRASE": rotated})
+    box.run("systemctl", "reload", UNIT)
+    journal = box.run("journalctl", "-u", UNIT, "--no-pager", "-o", "cat").stdout
+    assert "event=reloaded changed=tunnel-paper" in journal
+    assert main_pid(box, TUNNEL) not in (0, ssh)
+    assert main_pid(box, "ibgwd-default-ibc-paper.service") == ibc
+    took = wait_client(box, bastion.remote_port)
+    print(f"tunnel serving {took:.1f} s after the reload with the rotated passphrase")
+    assert box.path("/run/ibgwd/default/ssh/passphrase").read_text() == rotated
