@@ -240,8 +240,10 @@ CUSTOM_CONFIG = Setting(
     "CUSTOM_CONFIG",
     kinds.YesNo(),
     "no",
-    "`yes`: render neither config.ini nor jts.ini; "
-    "you provide both (credentials are then not required here).",
+    "`yes`: render neither config.ini nor jts.ini; you provide both (credentials are then "
+    "not required here): IBC reads `/var/lib/ibgwd/<instance>/ibc/config-<mode>.ini` (readable "
+    "by user ibgateway; it must set CommandServerPort and OverrideTwsApiPort to this "
+    "instance's COMMAND_PORT_* and API_PORT_*), the Gateway reads jts.ini in TWS_SETTINGS_PATH.",
     "yes",
     _S.MODE,
     "custom_config",

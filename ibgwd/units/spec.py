@@ -20,6 +20,10 @@ class Paths:
     def ibc_ini(self, mode: Mode) -> Path:
         return self.runtime_dir / "ibc" / f"config-{mode.value}.ini"
 
+    def custom_ibc_ini(self, mode: Mode) -> Path:
+        """CUSTOM_CONFIG=yes: the admin's own config.ini, kept with the instance's state."""
+        return self.state_dir / "ibc" / f"config-{mode.value}.ini"
+
     @property
     def vnc_password_file(self) -> Path:
         return self.runtime_dir / "vnc" / "passwd"
@@ -98,6 +102,8 @@ def ibc_spec(
 ) -> UnitSpec:
     mode = gateway.mode.value
     ibcstart = str(Path(settings.ibc_path) / "scripts" / "ibcstart.sh")
+    custom = settings.custom_config
+    ini = paths.custom_ibc_ini(gateway.mode) if custom else paths.ibc_ini(gateway.mode)
     argv = (
         ibcstart,
         settings.gateway_version,
@@ -105,7 +111,7 @@ def ibc_spec(
         f"--tws-path={settings.tws_path}",
         f"--tws-settings-path={gateway.settings_path}",
         f"--ibc-path={settings.ibc_path}",
-        f"--ibc-ini={paths.ibc_ini(gateway.mode)}",
+        f"--ibc-ini={ini}",
         f"--on2fatimeout={settings.twofa_timeout_action}",
         f"--mode={mode}",
     )

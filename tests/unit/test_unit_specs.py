@@ -76,3 +76,9 @@ def test_tunnel_only_mode_has_no_relay(tmp_path: Path) -> None:
     s = settings(tmp_path, SSH_TUNNEL="yes", SSH_USER_TUNNEL="u@bastion")
     assert relay_specs(s, NAMES) == {}
     assert s.gateway(Mode.LIVE).relay_port == 0
+
+
+def test_custom_config_points_ibc_at_the_admins_own_file(tmp_path: Path) -> None:
+    s = settings(tmp_path, CUSTOM_CONFIG="yes")
+    ibc = static_specs(s, NAMES, PATHS, {})["ibc-paper"]
+    assert "--ibc-ini=/var/lib/ibgwd/default/ibc/config-paper.ini" in ibc.exec_start
