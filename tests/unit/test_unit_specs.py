@@ -9,6 +9,7 @@ from settings_samples import DUAL_ENV, load
 
 from ibgwd.config.model import Mode, Settings
 from ibgwd.names import InstanceNames
+from ibgwd.supervisor.files import apply_java_heap
 from ibgwd.supervisor.supervisor import relay_specs, static_specs
 from ibgwd.units.hooks import Stage, hook_spec
 from ibgwd.units.properties import unit_properties
@@ -82,3 +83,24 @@ def test_custom_config_points_ibc_at_the_admins_own_file(tmp_path: Path) -> None
     s = settings(tmp_path, CUSTOM_CONFIG="yes")
     ibc = static_specs(s, NAMES, PATHS, {})["ibc-paper"]
     assert "--ibc-ini=/var/lib/ibgwd/default/ibc/config-paper.ini" in ibc.exec_start
+
+
+def test_java_heap_size_rewrites_any_previous_xmx_in_the_gateway_vmoptions(tmp_path: Path) -> None:
+    tws = tmp_path / "Jts"
+    vmoptions = tws / "ibgateway" / "10.37.1o" / "ibgateway.vmoptions"
+    vmoptions.parent.mkdir(parents=True)
+    vmoptions.write_text("-Xms256m\n-Xmx1024m\n-XX:+UseG1GC\n")
+    s = settings(tmp_path, TWS_PATH=str(tws), JAVA_HEAP_SIZE="2048")
+    apply_java_heap(s)
+    assert vmoptions.read_text() == "-Xms256m\n-Xmx2048m\n-XX:+UseG1GC\n"
+    apply_java_heap(settings(tmp_path, TWS_PATH=str(tws)))  # unset: left alone
+    assert "-Xmx2048m" in vmoptions.read_text()
+
+
+def test_gateway_gets_time_zone_display_and_its_settings_directory(tmp_path: Path) -> None:
+    s = settings(tmp_path, TIME_ZONE="America/New_York", TWS_SETTINGS_PATH="/srv/ib")
+    ibc = static_specs(s, NAMES, PATHS, {})["ibc-live"]
+    assert "TZ=America/New_York" in ibc.environment
+    assert f"DISPLAY=:{s.display}" in ibc.environment
+    assert "--tws-settings-path=/srv/ib_live" in ibc.exec_start
+    assert ibc.working_directory == "/srv/ib_live"
