@@ -180,3 +180,27 @@ def ib_async_client(box: Box, port: int, client_id: int = 7, timeout: float = 10
 
 
 __all__ = ["json", "urllib"]
+
+
+def assert_no_secret_leaks(box: Box, secrets: list[str]) -> None:
+    """No secret in any process's argv or environment, unit property, the journal or /metrics."""
+    leaks = box.run(
+        "/usr/bin/python3",
+        "-c",
+        "import os,sys\n"
+        "secrets=[s.encode() for s in sys.stdin.read().splitlines()]\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    for f in ('cmdline','environ'):\n"
+        "        try: data=open(f'/proc/{pid}/{f}','rb').read()\n"
+        "        except OSError: continue\n"
+        "        if any(s in data for s in secrets): print(pid, f)\n",
+        input="\n".join(secrets),  # not argv: the scanner's own cmdline is scanned too
+    ).stdout
+    assert leaks == ""
+    units = box.run("systemctl", "list-units", "--all", "--plain", "--no-legend", "ibgwd*")
+    shown = box.run("systemctl", "show", *[u.split()[0] for u in units.stdout.splitlines()])
+    journal = box.run("journalctl", "-b", "--no-pager", "-o", "verbose").stdout
+    for secret in secrets:
+        assert secret not in shown.stdout
+        assert secret not in journal
+        assert secret not in metrics(box)

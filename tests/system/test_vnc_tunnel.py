@@ -314,30 +314,7 @@ def test_encrypted_key_with_passphrase_forwards_api_and_vnc_and_leaks_no_secret(
     assert names == {"ssh", "ssh-agent"}, names  # the key was unlocked through the agent
     mode = box.run("stat", "-c", "%a %U", "/run/ibgwd/default/ssh/passphrase").stdout.split()
     assert mode == ["600", "ibgateway"]
-    assert_no_secret_leaks(box, [PASSPHRASE, VNC_PASSWORD])
-
-
-def assert_no_secret_leaks(box: Box, secrets: list[str]) -> None:
-    leaks = box.run(
-        "/usr/bin/python3",
-        "-c",
-        "import os,sys\n"
-        "secrets=[s.encode() for s in sys.stdin.read().splitlines()]\n"
-        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-        "    for f in ('cmdline','environ'):\n"
-        "        try: data=open(f'/proc/{pid}/{f}','rb').read()\n"
-        "        except OSError: continue\n"
-        "        if any(s in data for s in secrets): print(pid, f, data[:80])\n",
-        input="\n".join(secrets),  # not argv: the scanner's own cmdline is scanned too
-    ).stdout
-    assert leaks == ""
-    units = box.run("systemctl", "list-units", "--all", "--plain", "--no-legend", "ibgwd*")
-    shown = box.run("systemctl", "show", *[u.split()[0] for u in units.stdout.splitlines()])
-    journal = box.run("journalctl", "-b", "--no-pager", "-o", "verbose").stdout
-    for secret in secrets:
-        assert secret not in shown.stdout
-        assert secret not in journal
-        assert secret not in stack.metrics(box)
+    stack.assert_no_secret_leaks(box, [PASSPHRASE, VNC_PASSWORD])
 
 
 def test_bastion_restart_drops_the_tunnel_and_systemd_restores_it(box: Box) -> None:
