@@ -247,6 +247,7 @@ def measure_start(box: Box) -> dict[str, Any]:
 
 def measure_restart(box: Box) -> dict[str, Any]:
     _wait_ready(box)
+    box.run("systemctl", "reset-failed", UNIT, check=False)  # start rate limit of systemd
     poller = Poller(box, after_failure=True)
     t0 = time.time()
     box.run("systemctl", "restart", UNIT, timeout=180)
@@ -302,6 +303,7 @@ def measure_soft_restart(box: Box) -> dict[str, Any]:
 
 
 def measure_failure(box: Box, kind: str) -> dict[str, Any]:
+    box.run("systemctl", "reset-failed", UNIT, check=False)  # start rate limit of systemd
     box.run("systemctl", "restart", UNIT, timeout=180)  # fresh recovery budget
     _wait_ready(box)
     time.sleep(2)
