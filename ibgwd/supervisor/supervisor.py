@@ -35,8 +35,10 @@ from ibgwd.units.systemd import UnitInfo, UnitManager
 log = logging.getLogger(__name__)
 
 UNIT_POLL_S = 2.0
+RETRY_PROBE_S = 0.1  # after a failed liveness probe
 STARTUP_PROBE_S = 0.5  # while not ready: refused costs ~30 µs, and readiness shows within 0.5 s
 STOP_TIMEOUT_S = 25.0
+CHILD_STOP_S = 5.0  # x11vnc sometimes hangs in its SIGTERM handler
 COMMAND_TIMEOUT_S = 5.0
 
 
@@ -205,9 +207,31 @@ class Supervisor:
             if not running & ibc_units:
                 break
             time.sleep(0.2)
-        for unit_spec in sorted(self._specs.values(), key=lambda s: s.component == "display"):
-            self._units.stop(unit_spec.name)
+        # The rest: queue their stops (they run at once unless systemd is stopping ibgwd, then
+        # they wait for us), signal them now, and wait a bounded time so that nothing is left
+        # when `systemctl stop ibgwd` returns; the display goes last.
+        rest = [s for s in self._specs.values() if s.component != "display"]
+        display = [s for s in self._specs.values() if s.component == "display"]
+        for group in (rest, display):
+            for unit_spec in group:
+                self._units.stop(unit_spec.name)
+                self._units.kill(unit_spec.name, signal.SIGTERM)
+            self._wait_gone({s.name for s in group}, CHILD_STOP_S)
         self._publish()
+
+    def _wait_gone(self, names: set[str], timeout_s: float) -> None:
+        deadline = self._clock() + timeout_s
+        while True:
+            units = self._units.list_units(self._names.unit_prefix())
+            alive = {u.name for u in units if u.active_state not in ("inactive", "failed")}
+            if not alive & names:
+                return
+            if self._clock() >= deadline:
+                for name in alive & names:
+                    log.warning("event=child_stop_timeout unit=%s action=sigkill", name)
+                    self._units.kill(name, signal.SIGKILL)
+                return
+            time.sleep(0.1)
 
     # ---- units ------------------------------------------------------------------------------
 
@@ -242,7 +266,8 @@ class Supervisor:
     def _stop_units(self, unit_specs: Sequence[UnitSpec]) -> None:
         # systemd's NRestarts starts again at 0 for a re-created transient unit: carry it over so
         # the restart counters exported by metrics and D-Bus never go down.
-        seen = {u.name: u.n_restarts for u in self._units.list_units(self._names.unit_prefix())}
+        units = self._units.list_units(self._names.unit_prefix(), fresh=True)
+        seen = {u.name: u.n_restarts for u in units}
         for s in unit_specs:
             if seen.get(s.name):
                 self._extra_restarts[s.component] = (
@@ -353,8 +378,15 @@ class Supervisor:
                 result.latency_s,
                 gateway.health.state.value,
             )
-        ready = gateway.health.state in (State.READY, State.DEGRADED)
-        self._schedule_probe(gateway, self._settings.probe_interval_s if ready else STARTUP_PROBE_S)
+        state = gateway.health.state
+        if state is State.READY:
+            delay = self._settings.probe_interval_s
+        elif state is State.DEGRADED:
+            # Confirm a failure at once: detection takes about interval + threshold × timeout.
+            delay = min(RETRY_PROBE_S, self._settings.probe_interval_s)
+        else:
+            delay = STARTUP_PROBE_S
+        self._schedule_probe(gateway, delay)
         self._publish()
         return False
 

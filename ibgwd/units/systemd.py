@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dasbus.error import DBusError
-from dasbus.typing import get_native
 from gi.repository import GLib
 
 from ibgwd.errors import UnitError
@@ -24,6 +23,7 @@ MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 CALL_TIMEOUT_MS = 10_000
+DETAIL_REFRESH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class UnitManager(Protocol):
 
     def kill(self, name: str, signal: int) -> None: ...
 
-    def list_units(self, prefix: str) -> list[UnitInfo]: ...
+    def list_units(self, prefix: str, *, fresh: bool = False) -> list[UnitInfo]: ...
 
     def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]: ...
 
@@ -68,6 +68,7 @@ class SystemdClient:
         self._clock = clock
         self._manager = bus.get_proxy(SYSTEMD, SYSTEMD_PATH, MANAGER_IFACE)
         self._finished: dict[str, str] = {}
+        self._details: dict[str, tuple[tuple[str, str, bool], float, int, int]] = {}
         self._manager.JobRemoved.connect(self._on_job_removed)
         self._manager.Subscribe(timeout=CALL_TIMEOUT_MS)
 
@@ -126,21 +127,33 @@ class SystemdClient:
         with contextlib.suppress(DBusError):
             self._manager.ResetFailedUnit(name, timeout=CALL_TIMEOUT_MS)
 
-    def list_units(self, prefix: str) -> list[UnitInfo]:
+    def list_units(self, prefix: str, *, fresh: bool = False) -> list[UnitInfo]:
+        """One ListUnitsByPatterns call; MainPID and NRestarts are asked for only when a unit's
+        state changed, its details are older than DETAIL_REFRESH_S (this runs every poll), or
+        `fresh` is asked for."""
         rows = self._manager.ListUnitsByPatterns([], [f"{prefix}*"], timeout=CALL_TIMEOUT_MS)
+        now = self._clock()
         out = []
+        seen = set()
         for row in rows:
             name, _desc, _load, active, sub, _follow, path, job_id = row[:8]
+            seen.add(name)
             restarts, pid = 0, 0
             if name.endswith(".service"):
-                try:
-                    props = self._bus.get_proxy(SYSTEMD, path, "org.freedesktop.DBus.Properties")
-                    values = get_native(props.GetAll(SERVICE_IFACE, timeout=CALL_TIMEOUT_MS))
-                    restarts = int(values.get("NRestarts", 0))
-                    pid = int(values.get("MainPID", 0))
-                except DBusError:
-                    pass  # the unit vanished between the two calls
+                key = (active, sub, bool(job_id))
+                cached = self._details.get(name)
+                if not fresh and cached and cached[0] == key and now - cached[1] < DETAIL_REFRESH_S:
+                    restarts, pid = cached[2], cached[3]
+                else:
+                    try:
+                        props = self._bus.get_proxy(SYSTEMD, path, SERVICE_IFACE)
+                        restarts, pid = int(props.NRestarts), int(props.MainPID)
+                        self._details[name] = (key, now, restarts, pid)
+                    except DBusError:
+                        pass  # the unit vanished between the two calls
             out.append(UnitInfo(name, active, sub, restarts, pid, bool(job_id)))
+        for gone in set(self._details) - seen:
+            del self._details[gone]
         return out
 
     def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]:
