@@ -34,7 +34,9 @@ from ibgwd.units.systemd import UnitInfo, UnitManager
 
 log = logging.getLogger(__name__)
 
-UNIT_POLL_S = 2.0
+UNIT_EVENT_DELAY_MS = 100
+TICK_S = 2.0
+UNIT_POLL_S = 10.0  # a safety net: unit changes arrive as PropertiesChanged signals
 RETRY_PROBE_S = 0.1  # after a failed liveness probe
 STARTUP_PROBE_S = 0.5  # while not ready: refused costs ~30 µs, and readiness shows within 0.5 s
 STOP_TIMEOUT_S = 25.0
@@ -132,6 +134,7 @@ class Supervisor:
         self._status_text = ""
         self._status = self._snapshot()
         self._timers: list[int] = []
+        self._poll_pending = False
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -166,6 +169,8 @@ class Supervisor:
             self._watch_log(gateway)
             self._schedule_probe(gateway, STARTUP_PROBE_S)
         self._timers.append(GLib.timeout_add(int(UNIT_POLL_S * 1000), self._poll_units))
+        self._timers.append(GLib.timeout_add(int(TICK_S * 1000), self._tick))
+        self._units.on_change(self._unit_changed)
         interval = notify.watchdog_interval_s()
         if interval:
             self._timers.append(GLib.timeout_add(int(interval * 1000), self._watchdog))
@@ -289,6 +294,18 @@ class Supervisor:
         self._components = tuple(self._component_status(s, infos.get(s.name)) for s in self._all())
         return infos
 
+    def _unit_changed(self) -> None:
+        """A child's state changed: look soon, once for a burst of signals."""
+        if not self._poll_pending and not self._stopping:
+            self._poll_pending = True
+            GLib.timeout_add(UNIT_EVENT_DELAY_MS, self._poll_after_event)
+
+    def _poll_after_event(self) -> bool:
+        self._poll_pending = False
+        if not self._stopping:
+            self._poll_units()
+        return False
+
     def _poll_units(self) -> bool:
         infos = self._refresh_components()
         now = self._clock()
@@ -297,11 +314,18 @@ class Supervisor:
             info = infos.get(ibc.name) if ibc else None
             alive = info is not None and info.alive
             self._apply(gateway, *health.on_ibc_unit(gateway.health, alive, now, self._policy()))
+        self._publish()
+        return True
+
+    def _tick(self) -> bool:
+        """Deadlines (login timeout, backoff) and the start-timeout extension; no I/O."""
+        now = self._clock()
+        for gateway in self._gateways.values():
             self._apply(gateway, *health.on_tick(gateway.health, now, self._policy()))
         if not self._ready_sent and not self._stopping:
             waiting = {State.FAILED, State.RATE_LIMITED}
             if all(g.health.state not in waiting for g in self._gateways.values()):
-                self._notifier.send(notify.extend_timeout(UNIT_POLL_S * 5))
+                self._notifier.send(notify.extend_timeout(TICK_S * 5))
         self._publish()
         return True
 

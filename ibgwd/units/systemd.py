@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dasbus.error import DBusError
+from dasbus.typing import get_native
 from gi.repository import GLib
 
 from ibgwd.errors import UnitError
@@ -23,7 +24,8 @@ MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 CALL_TIMEOUT_MS = 10_000
-DETAIL_REFRESH_S = 5.0
+DETAIL_REFRESH_S = 30.0  # a safety net: PropertiesChanged invalidates details at once
+PROPERTIES_IFACE = "org.freedesktop.DBus.Properties"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class UnitManager(Protocol):
 
     def list_units(self, prefix: str, *, fresh: bool = False) -> list[UnitInfo]: ...
 
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call back (on the loop) when a listed unit's properties changed."""
+
     def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]: ...
 
 
@@ -69,8 +74,28 @@ class SystemdClient:
         self._manager = bus.get_proxy(SYSTEMD, SYSTEMD_PATH, MANAGER_IFACE)
         self._finished: dict[str, str] = {}
         self._details: dict[str, tuple[tuple[str, str, bool], float, int, int]] = {}
+        self._watched: dict[str, Any] = {}  # unit object path -> its Properties proxy
+        self._changed: Callable[[], None] | None = None
         self._manager.JobRemoved.connect(self._on_job_removed)
         self._manager.Subscribe(timeout=CALL_TIMEOUT_MS)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._changed = callback
+
+    def _properties(self, name: str, path: str) -> Any:
+        """The unit's Properties proxy, made once per path: systemd's PropertiesChanged tells when
+        to look again, so an idle daemon asks systemd nothing but a rare safety-net poll."""
+        proxy = self._watched.get(path)
+        if proxy is None:
+            proxy = self._bus.get_proxy(SYSTEMD, path, PROPERTIES_IFACE)
+            proxy.PropertiesChanged.connect(lambda *_args: self._unit_changed(name))
+            self._watched[path] = proxy
+        return proxy
+
+    def _unit_changed(self, name: str) -> None:
+        self._details.pop(name, None)
+        if self._changed is not None:
+            self._changed()
 
     def _on_job_removed(self, _id: int, job: str, _unit: str, result: str) -> None:
         self._finished[job] = result
@@ -146,8 +171,9 @@ class SystemdClient:
                     restarts, pid = cached[2], cached[3]
                 else:
                     try:
-                        props = self._bus.get_proxy(SYSTEMD, path, SERVICE_IFACE)
-                        restarts, pid = int(props.NRestarts), int(props.MainPID)
+                        props = self._properties(name, path)
+                        restarts = int(get_native(props.Get(SERVICE_IFACE, "NRestarts")))
+                        pid = int(get_native(props.Get(SERVICE_IFACE, "MainPID")))
                         self._details[name] = (key, now, restarts, pid)
                     except DBusError:
                         pass  # the unit vanished between the two calls
