@@ -8,10 +8,8 @@ carry as a distribution, go through `ProbeRecorder`: copy-on-write, so scrapes r
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
-import re
 import socket
 import socketserver
 import threading
@@ -31,6 +29,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from ibgwd.config.kinds import split_host_port
 from ibgwd.errors import ConfigError, Problem
 from ibgwd.names import METRIC_PREFIX
 from ibgwd.status import GatewayStatus, State, Status
@@ -381,32 +380,18 @@ class ListenAddress:
 
 
 def parse_metrics_address(value: str) -> ListenAddress | None:
-    """Parse METRICS_ADDRESS: `ipv4:port` or `[ipv6]:port`; "" disables metrics (None)."""
+    """Parse METRICS_ADDRESS: `ipv4:port` or `[ipv6]:port`; "" disables metrics (None).
+
+    The same language the settings loader validates (config.kinds.split_host_port)."""
     text = value.strip()
     if not text:
         return None
-
-    def bad(detail: str) -> ConfigError:
-        return ConfigError(
-            [Problem(METRICS_ADDRESS_SETTING, value, METRICS_ADDRESS_ACCEPTED, detail)]
-        )
-
-    bracketed = text.startswith("[")
-    if bracketed:
-        host, sep, port_text = text[1:].partition("]:")
-    else:
-        host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise bad("missing :PORT")
     try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise bad(f"{host!r} is not an IP address") from None
-    if (ip.version == 6) != bracketed:
-        raise bad("IPv6 addresses are written [ADDRESS]:PORT, IPv4 ones without brackets")
-    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
-        raise bad(f"port {port_text!r} is not 1-65535")
-    return ListenAddress(str(ip), int(port_text))
+        host, port = split_host_port(text)
+    except ValueError as exc:
+        problem = Problem(METRICS_ADDRESS_SETTING, value, METRICS_ADDRESS_ACCEPTED, str(exc))
+        raise ConfigError([problem]) from None
+    return ListenAddress(host, port)
 
 
 # --- the HTTP server ----------------------------------------------------------------------------
