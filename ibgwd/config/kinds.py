@@ -182,6 +182,31 @@ class Time24:
         return f"{int(hour):02d}:{minute}"
 
 
+_EVERY = re.compile(r"every\s+([1-9][0-9]*)(?:\s+(mins?|hours?))?((?:\s+\S+){0,2})", re.I)
+
+
+@dataclass(frozen=True)
+class SaveSchedule:
+    """IBC's SaveTwsSettingsAt: a list of hh:mm times, or `Every n [mins|hours] [start] [end]`."""
+
+    accepted: str = (
+        "hh:mm times separated by spaces (e.g. 08:00 12:30), or "
+        "Every N [mins|hours] [START END] (e.g. Every 30 mins 09:00 17:00), or empty"
+    )
+
+    def parse(self, raw: str) -> str:
+        text = " ".join(raw.split())
+        if text == "":
+            return ""
+        every = _EVERY.fullmatch(text)
+        if every:
+            bounds = every.group(3).split()
+            times = [Time24().parse(t) for t in bounds]  # ValueError on a bad start/end
+            unit = f" {every.group(2).lower()}" if every.group(2) else ""
+            return " ".join([f"Every {every.group(1)}{unit}", *times])
+        return " ".join(Time24().parse(t) for t in text.split())
+
+
 @dataclass(frozen=True)
 class IpAddress:
     """An IPv4 or IPv6 address literal (no host names), normalised."""

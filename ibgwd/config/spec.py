@@ -227,9 +227,7 @@ ALLOW_BLIND_TRADING = Setting(
 )
 SAVE_TWS_SETTINGS = Setting(
     "SAVE_TWS_SETTINGS",
-    kinds.Text(
-        "IBC's SaveTwsSettingsAt syntax: times, or Every n mins|hours [start] [end]; passed through"
-    ),
+    kinds.SaveSchedule(),
     "",
     "IBC `SaveTwsSettingsAt`: when the Gateway saves its settings.",
     "Every 30 mins",

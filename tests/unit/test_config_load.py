@@ -86,7 +86,7 @@ def test_conffile_quotes_are_stripped_like_an_environment_file(tmp_path: Path) -
         'TWS_PASSWORD="a \\"quoted\\" #pass\\\\ "\n'
         "TWS_USERID='  spaced $user  '\n"
         "export TWOFA_DEVICE = IB Key  \n"
-        "SAVE_TWS_SETTINGS=Every 30 mins # not a comment\n"
+        "SSH_OPTIONS=-o Compression=yes # not a comment\n"
     )
     env = {k: v for k, v in BASE_ENV.items() if k not in ("TWS_USERID", "TWS_PASSWORD")}
     s = load(env, tmp_path, conf=conf)
@@ -94,7 +94,7 @@ def test_conffile_quotes_are_stripped_like_an_environment_file(tmp_path: Path) -
     assert creds.password.reveal() == 'a "quoted" #pass\\ '
     assert creds.user == "  spaced $user  "
     assert s.twofa_device == "IB Key"
-    assert s.save_tws_settings == "Every 30 mins # not a comment"
+    assert s.ssh.options == "-o Compression=yes # not a comment"
 
 
 def test_unrelated_environment_variables_are_ignored(tmp_path: Path) -> None:
