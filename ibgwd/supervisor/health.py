@@ -126,9 +126,14 @@ def _count(h: Health, kind: str) -> dict[str, int]:
     return counts
 
 
+def _last_hour(h: Health, now: float) -> tuple[float, ...]:
+    """The recoveries that count against RECOVERY_MAX_PER_HOUR."""
+    return tuple(t for t in h.recovery_times if now - t < HOUR_S)
+
+
 def escalate(h: Health, now: float, policy: Policy, reason: str) -> tuple[Health, list[Action]]:
     """Take the next recovery step, unless the hourly budget is spent (then back off)."""
-    recent = tuple(t for t in h.recovery_times if now - t < HOUR_S)
+    recent = _last_hour(h, now)
     actions: list[Action] = [Action.STOP_RELAY] if h.relay_wanted else []
     h = replace(h, relay_wanted=False, recovery_times=recent)
     step = h.step
@@ -215,7 +220,7 @@ def on_log(h: Health, event: LogEvent, now: float, policy: Policy) -> tuple[Heal
     if event is LogEvent.LOGIN_FAILED:
         # IBC cold-restarts on its own; each attempt spends recovery budget so that a wrong
         # password or a lockout stops at the limit instead of looping against IB's servers.
-        recent = tuple(t for t in h.recovery_times if now - t < HOUR_S)
+        recent = _last_hour(h, now)
         h = replace(h, recovery_times=(*recent, now), recoveries=_count(h, "login_failed"))
         if len(h.recovery_times) > policy.recovery_max_per_hour:
             return escalate(h, now, policy, "login failed repeatedly")

@@ -205,13 +205,7 @@ class Supervisor:
             except CommandError as exc:
                 log.warning("event=ibc_stop_failed mode=%s error=%s", gw.mode.value, exc)
         ibc_units = {s.name for s in self._specs.values() if s.component.startswith("ibc-")}
-        deadline = self._clock() + STOP_TIMEOUT_S
-        while self._clock() < deadline:
-            units = self._units.list_units(self._names.unit_prefix())
-            running = {u.name for u in units if u.active_state not in ("inactive", "failed")}
-            if not running & ibc_units:
-                break
-            time.sleep(0.2)
+        self._wait_gone(ibc_units, STOP_TIMEOUT_S)  # a Gateway still up is signalled below
         # The rest: queue their stops (they run at once unless systemd is stopping ibgwd, then
         # they wait for us), signal them now, and wait a bounded time so that nothing is left
         # when `systemctl stop ibgwd` returns; the display goes last.
@@ -221,21 +215,22 @@ class Supervisor:
             for unit_spec in group:
                 self._units.stop(unit_spec.name)
                 self._units.kill(unit_spec.name, signal.SIGTERM)
-            self._wait_gone({s.name for s in group}, CHILD_STOP_S)
+            for name in self._wait_gone({s.name for s in group}, CHILD_STOP_S):
+                log.warning("event=child_stop_timeout unit=%s action=sigkill", name)
+                self._units.kill(name, signal.SIGKILL)
         self._publish()
 
-    def _wait_gone(self, names: set[str], timeout_s: float) -> None:
+    def _wait_gone(self, names: set[str], timeout_s: float) -> set[str]:
+        """Wait until none of the units has a running process; returns those that still do.
+
+        Not `UnitInfo.alive`: while systemd stops ibgwd, a child's queued stop job must not
+        count, only its processes."""
         deadline = self._clock() + timeout_s
         while True:
             units = self._units.list_units(self._names.unit_prefix())
-            alive = {u.name for u in units if u.active_state not in ("inactive", "failed")}
-            if not alive & names:
-                return
-            if self._clock() >= deadline:
-                for name in alive & names:
-                    log.warning("event=child_stop_timeout unit=%s action=sigkill", name)
-                    self._units.kill(name, signal.SIGKILL)
-                return
+            alive = {u.name for u in units if u.active_state not in ("inactive", "failed")} & names
+            if not alive or self._clock() >= deadline:
+                return alive
             time.sleep(0.1)
 
     # ---- units ------------------------------------------------------------------------------
