@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +126,9 @@ def metrics(box: Box, port: int = 9108) -> str:
     ).stdout
 
 
-def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.2) -> None:
-    assert callable(predicate)
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -177,9 +177,6 @@ def ib_async_client(box: Box, port: int, client_id: int = 7, timeout: float = 10
     except json.JSONDecodeError:
         return ClientResult(False, r.stdout + r.stderr)
     return ClientResult(bool(data.get("ok")), json.dumps(data))
-
-
-__all__ = ["json", "urllib"]
 
 
 def assert_no_secret_leaks(box: Box, secrets: list[str]) -> None:
