@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import signal
 import sys
 from collections.abc import Callable
@@ -17,8 +16,9 @@ from ibgwd import notify
 from ibgwd.config.load import load_settings
 from ibgwd.config.model import Settings
 from ibgwd.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, IbgwdError
+from ibgwd.isolation.users import ensure_user
 from ibgwd.log import setup_logging
-from ibgwd.names import GATEWAY_USER, InstanceNames
+from ibgwd.names import InstanceNames
 from ibgwd.supervisor.files import RuntimeFiles
 from ibgwd.supervisor.supervisor import Supervisor
 from ibgwd.units.spec import Paths
@@ -56,12 +56,13 @@ def main(instance: str, config_dir: Path) -> int:
         notifier.send(notify.status(f"invalid configuration: {exc.problems[0]}"))
         return EX_CONFIG
     try:
-        user = pwd.getpwnam(GATEWAY_USER)
-    except KeyError:
-        log.error("event=missing_user user=%s (create it with systemd-sysusers)", GATEWAY_USER)
+        # One user per instance (ibgwd/isolation/users.py): created on the first start.
+        uid, gid = ensure_user(names)
+    except IbgwdError as exc:
+        log.error("event=missing_user user=%s error=%s", names.gateway_user, exc)
         return EX_CONFIG
     try:
-        return _run(names, settings, load, notifier, user.pw_uid, user.pw_gid)
+        return _run(names, settings, load, notifier, uid, gid)
     except IbgwdError as exc:
         log.error("event=fatal error=%s", exc)
         return exc.exit_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -15,7 +16,9 @@ OBJECT_PATH = "/" + "/".join(BUS_NAMESPACE)
 MANAGER_INTERFACE = BUS_NAME_PREFIX + ".Manager"
 ERROR_NAMESPACE = (*BUS_NAMESPACE, "Error")
 ADMIN_GROUP = "ibgwd"
-GATEWAY_USER = "ibgateway"
+GATEWAY_USER = "ibgateway"  # the default instance's gateway user (kept from the old image)
+INSTANCE_USER_PREFIX = "ibgw-"  # other instances: ibgw-<instance>, created by ibgwd
+USER_NAME_MAX = 31  # shadow-utils and systemd-sysusers accept up to 31 characters
 METRIC_PREFIX = "ibgwd"
 CONFIG_DIR = "/etc/ibgwd"
 RUNTIME_ROOT = "/run/ibgwd"
@@ -56,6 +59,25 @@ class InstanceNames:
     @property
     def state_dir(self) -> str:
         return f"{STATE_ROOT}/{self.instance}"
+
+    @property
+    def gateway_user(self) -> str:
+        """The user that runs this instance's children: one per instance, so one instance's
+        processes cannot read another's secrets (`ibgateway` for the default instance)."""
+        if self.is_default:
+            return GATEWAY_USER
+        name = INSTANCE_USER_PREFIX + self.instance.lower()
+        if len(name) <= USER_NAME_MAX and self.instance == self.instance.lower():
+            return name
+        # Mixed case (user names are lower case) or too long: a stable digest keeps it unique.
+        tag = hashlib.sha256(self.instance.encode()).hexdigest()[:8]
+        keep = USER_NAME_MAX - len(INSTANCE_USER_PREFIX) - len(tag) - 1
+        return f"{INSTANCE_USER_PREFIX}{self.instance.lower()[:keep]}-{tag}"
+
+    @property
+    def firewall_table(self) -> str:
+        """The nftables table (family inet) that guards this instance's local ports."""
+        return f"ibgwd_{self.instance}"
 
     @property
     def slice(self) -> str:

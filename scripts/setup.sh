@@ -21,6 +21,7 @@ APT_PACKAGES=(
     # hybrid-cgroup hosts), see image/containers.conf
     podman runc buildah catatonit uidmap
     python3-service-identity  # tests: vncdotool's Twisted needs it with Debian's pyOpenSSL
+    nftables  # runtime: each instance's port guard (ibgwd/isolation/firewall.py)
 )
 
 missing=()

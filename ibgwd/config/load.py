@@ -49,6 +49,11 @@ def load_settings(
         installed = installed_gateway_versions(tws_path)
     settings, problems = validate.build(instance, raw.values, installed_versions=installed)
     all_problems = [*raw.problems, *problems]
+    if not all_problems:
+        # Imported here: isolation.ports uses this module's neighbours (sources, validate).
+        from ibgwd.isolation.ports import collisions
+
+        all_problems = collisions(instance, conffile, settings, config_dir)
     if all_problems:
         raise ConfigError(all_problems)
     log.debug(

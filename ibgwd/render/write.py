@@ -4,11 +4,17 @@ Each file goes to a temporary file in the target directory (created 0600 with O_
 is never readable by others, not even for a moment), is fsync'ed, chown'ed, chmod'ed and
 then renamed over the target. A crash leaves either the old file or the new one, never a
 partial file. The system calls go through `FileOps` so tests can make any of them fail.
+
+The target directory may belong to the gateway user (its settings directory): it is opened
+without following a link planted there (ibgwd/isolation/fs.py), and every call then names the
+file through that open directory (/proc/self/fd/N/NAME), so a directory swapped for a link
+after the check cannot redirect root's write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -16,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from ibgwd.isolation import fs as safe_fs
 from ibgwd.render.render import REDACTED, RenderedFile
 
 log = logging.getLogger(__name__)
@@ -109,10 +116,12 @@ def write_files(
             log.debug("file kept path=%s reason=exists", file.path)
             continue
         _make_parents(fs, file.path.parent, uid, gid)
-        _remove_stale_temps(fs, file.path)
-        if _write_one(fs, file, uid, gid):
-            written.append(file.path)
-            log.info("file written path=%s mode=%o", file.path, file.mode)
+        with safe_fs.opened_dir(file.path.parent) as dfd:
+            at = dataclasses.replace(file, path=Path(f"/proc/self/fd/{dfd}") / file.path.name)
+            _remove_stale_temps(fs, at.path)
+            if _write_one(fs, at, uid, gid):
+                written.append(file.path)
+                log.info("file written path=%s mode=%o", file.path, file.mode)
     return written
 
 
@@ -147,7 +156,8 @@ def _write_one(fs: FileOps, file: RenderedFile, uid: int | None, gid: int | None
     placed = False
     try:
         try:
-            data = file.text.encode("utf-8")
+            # surrogateescape: binary content (the Xauthority cookie) passes through unchanged
+            data = file.text.encode("utf-8", "surrogateescape")
             view = memoryview(data)
             while view:
                 view = view[fs.write(fd, view.tobytes()) :]

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibgwd.config.model import Settings
+from ibgwd.isolation import xauth
+from ibgwd.isolation.fs import ensure_dir, repair_ownership, rewrite
 from ibgwd.render.render import RenderedFile, render_files
 from ibgwd.render.write import write_files
-from ibgwd.supervisor.supervisor import ensure_dir
 from ibgwd.units import tunnel
 from ibgwd.units.spec import Paths
 
@@ -30,14 +31,31 @@ class RuntimeFiles:
     gid: int
 
     def write(self, settings: Settings) -> dict[str, str]:
+        owned = (self.paths.home, *(Path(g.settings_path) for g in settings.gateways))
         for directory in (
             self.paths.runtime_dir / "ibc",
             self.paths.runtime_dir / "vnc",
-            self.paths.home,
-            *(Path(g.settings_path) for g in settings.gateways),
+            self.paths.runtime_dir / "x",
+            *owned,
         ):
             ensure_dir(directory, self.uid, self.gid)
+        # The gateway user's trees are its own, whatever an ownership fix-up did to them
+        # (systemd's StateDirectory= chown to root after `chown -R` of the state directory,
+        # a migration from the single shared user): give them back, links untouched.
+        for directory in owned:
+            repair_ownership(directory, self.uid, self.gid)
         files = list(render_files(settings, runtime_dir=self.paths.runtime_dir))
+        # The display's cookie: made once per display number and kept while the runtime
+        # directory lives (Xvfb reads it at start; a new one would lock out later clients).
+        files.append(
+            RenderedFile(
+                path=self.paths.xauthority(settings.display),
+                text=xauth.as_text(xauth.xauthority(settings.display, xauth.new_cookie())),
+                mode=0o600,
+                secret=True,
+                only_if_missing=True,
+            )
+        )
         if settings.vnc_password is not None and settings.vnc_enabled:
             files.append(
                 RenderedFile(
@@ -100,12 +118,6 @@ def apply_java_heap(settings: Settings) -> None:
     vmoptions = (
         Path(settings.tws_path) / "ibgateway" / settings.gateway_version / "ibgateway.vmoptions"
     )
-    if not vmoptions.is_file():
-        return
-    text = vmoptions.read_text(encoding="utf-8")
-    new = XMX.sub(f"-Xmx{settings.java_heap_mb}m", text)
-    if new != text:
-        tmp = vmoptions.with_name(vmoptions.name + ".ibgwd-tmp")
-        tmp.write_text(new, encoding="utf-8")
-        tmp.chmod(vmoptions.stat().st_mode & 0o777)
-        tmp.replace(vmoptions)
+    # TWS_PATH may belong to the gateway user (layouts migrated from the old image): no link
+    # there may redirect root's write (ibgwd/isolation/fs.py).
+    rewrite(vmoptions, XMX, f"-Xmx{settings.java_heap_mb}m")

@@ -19,6 +19,7 @@ from ibgwd import __version__, notify
 from ibgwd.config.model import Mode, Settings
 from ibgwd.errors import CommandError, NotReadyError
 from ibgwd.ibc.command import send_command
+from ibgwd.isolation import firewall, ports
 from ibgwd.names import InstanceNames
 from ibgwd.probes.api import ProbeResult, probe_full, probe_handshake
 from ibgwd.status import STATE_SEVERITY, ComponentStatus, GatewayStatus, State, Status
@@ -67,7 +68,7 @@ def static_specs(
     settings: Settings, names: InstanceNames, paths: Paths, digests: dict[str, str]
 ) -> dict[str, UnitSpec]:
     """Units that run for the whole life of the instance (relays start once the API answers)."""
-    out = [specs.display_spec(settings, names)]
+    out = [firewall.guard_spec(settings, names), specs.display_spec(settings, names, paths)]
     out += [specs.ibc_spec(settings, g, names, paths) for g in settings.gateways]
     if settings.vnc_enabled:
         out.append(specs.vnc_spec(settings, names, paths))
@@ -153,6 +154,9 @@ class Supervisor:
         for gw in self._settings.gateways:
             self._gateways[gw.mode.value] = _Gateway(gw.mode, Health(since=self._clock()))
         self._run_hook(Stage.START, wait=True)
+        guard_job = self._start_unit(self._specs[firewall.COMPONENT])  # before any port opens
+        result = self._units.wait_jobs([guard_job], STOP_TIMEOUT_S)[guard_job]
+        firewall.check_applied(result, self._settings, self._names)  # raises: refuse to start
         display_job = self._start_unit(self._specs["display"])
         if self._hook(Stage.X):
             self._units.wait_jobs([display_job], HOOK_TIMEOUT_S)
@@ -160,7 +164,7 @@ class Supervisor:
         jobs = [
             self._start_unit(unit_spec)
             for unit_spec in self._specs.values()
-            if unit_spec.component != "display"
+            if unit_spec.component not in ("display", firewall.COMPONENT)
         ]
         if self._hook(Stage.IBC):
             self._units.wait_jobs(jobs, HOOK_TIMEOUT_S)  # IBC launched, as the old image waited
@@ -209,7 +213,14 @@ class Supervisor:
         # The rest: queue their stops (they run at once unless systemd is stopping ibgwd, then
         # they wait for us), signal them now, and wait a bounded time so that nothing is left
         # when `systemctl stop ibgwd` returns; the display goes last.
-        rest = [s for s in self._specs.values() if s.component != "display"]
+        # The port guard is not waited for: its stop job (ExecStop deletes the nftables table)
+        # runs once ibgwd has exited, after the Gateway is gone.
+        guard = self._specs.get(firewall.COMPONENT)
+        if guard:
+            self._units.stop(guard.name)
+        rest = [
+            s for s in self._specs.values() if s.component not in ("display", firewall.COMPONENT)
+        ]
         display = [s for s in self._specs.values() if s.component == "display"]
         for group in (rest, display):
             for unit_spec in group:
@@ -373,8 +384,16 @@ class Supervisor:
                 probe_handshake, "127.0.0.1", port, settings.probe_timeout_s
             )
         else:
+            # Before READY: the port must be held by our own IBC unit (isolation/ports.py).
             future = self._executor.submit(
-                probe_full, "127.0.0.1", port, settings.probe_client_id, settings.probe_timeout_s
+                ports.guarded(
+                    lambda: probe_full(
+                        "127.0.0.1", port, settings.probe_client_id, settings.probe_timeout_s
+                    ),
+                    port,
+                    self._names.gateway_user,
+                    self._names.unit("ibc", gateway.mode.value),
+                )
             )
         future.add_done_callback(lambda f: GLib.idle_add(self._probe_done, gateway, f.result()))
         return False

@@ -46,8 +46,10 @@ def hook_spec(
         name=names.unit("hook", stage.value),
         description=f"ibgwd {names.instance}: {stage.value.upper()}_SCRIPTS hooks",
         exec_start=("/bin/bash", "-c", RUNNER, directory),
+        user=names.gateway_user,
         environment=(
             f"DISPLAY=:{settings.display}",
+            f"XAUTHORITY={paths.xauthority(settings.display)}",
             f"HOME={paths.home}",
             f"TZ={settings.time_zone}",
             f"TRADING_MODE={settings.trading_mode.value}",

@@ -1,8 +1,9 @@
 """Per-component sandbox on top of the common hardening: what each kind of child may not do.
 
 Measured effect and the reasons for what is left out: docs/security.md. Two limits hold for all:
-the display, IBC and VNC share the X socket in /tmp/.X11-unix (no PrivateTmp), and the Gateway
-is a JIT-compiling JVM (no MemoryDenyWriteExecute, no system call filter for IBC).
+the display, IBC and VNC share the X socket in /tmp/.X11-unix (no PrivateTmp; the X server
+checks the instance's cookie, ibgwd/isolation/xauth.py), and the Gateway is a JIT-compiling JVM
+(no MemoryDenyWriteExecute, no system call filter for IBC).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from dasbus.typing import Bool, Byte, Int32, List, Str, Tuple, UInt32, get_variant
+from dasbus.typing import Bool, Byte, Int32, List, Str, Tuple, UInt32, UInt64, get_variant
 
 Property = tuple[str, Any]  # (name, GLib.Variant)
 
@@ -33,6 +34,7 @@ class Sandbox:
     protect_proc: str = ""  # ProtectProc=
     proc_subset: str = ""  # ProcSubset=
     protect_system: str = ""  # overrides hardening()'s "full"
+    capabilities: tuple[int, ...] = ()  # CapabilityBoundingSet= (overrides hardening()'s none)
 
 
 # Xvfb -nolisten tcp: only the X socket, no network at all. Clients reach the path socket in
@@ -70,7 +72,21 @@ RELAY = Sandbox(
     proc_subset="pid",
     protect_system="strict",
 )
-BY_KIND = {"display": DISPLAY, "ibc": IBC, "vnc": VNC, "relay": RELAY}
+# nft loading the instance's port guard: root with CAP_NET_ADMIN only, netlink only, in the host's
+# network namespace (a private one would guard nothing).
+CAP_NET_ADMIN = 12
+GUARD = Sandbox(
+    address_families=("AF_UNIX", "AF_NETLINK"),
+    system_call_filter=("@system-service",),
+    memory_deny_write_execute=True,
+    deny_all_ip=True,
+    protect_proc="invisible",
+    proc_subset="pid",
+    protect_system="strict",
+    private_tmp=True,
+    capabilities=(CAP_NET_ADMIN,),
+)
+BY_KIND = {"display": DISPLAY, "ibc": IBC, "vnc": VNC, "relay": RELAY, "guard": GUARD}
 
 
 def for_component(component: str) -> Sandbox:
@@ -116,4 +132,7 @@ def sandbox_properties(box: Sandbox) -> list[Property]:
         props.append(("ProcSubset", get_variant(Str, box.proc_subset)))
     if box.protect_system:
         props.append(("ProtectSystem", get_variant(Str, box.protect_system)))
+    if box.capabilities:
+        mask = sum(1 << cap for cap in box.capabilities)
+        props.append(("CapabilityBoundingSet", get_variant(UInt64, mask)))
     return props

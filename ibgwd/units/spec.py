@@ -32,6 +32,10 @@ class Paths:
     def home(self) -> Path:
         return self.state_dir / "home"
 
+    def xauthority(self, display: int) -> Path:
+        """The display's cookie (0600, the instance user's): only the instance's units hold it."""
+        return self.runtime_dir / "x" / f"Xauthority-{display}"
+
 
 @dataclass(frozen=True)
 class UnitSpec:
@@ -43,6 +47,8 @@ class UnitSpec:
     exec_start: tuple[str, ...]
     exec_start_pre: tuple[tuple[str, ...], ...] = ()
     exec_start_post: tuple[tuple[str, ...], ...] = ()
+    exec_stop: tuple[tuple[str, ...], ...] = ()
+    remain_after_exit: bool = False
     user: str = GATEWAY_USER
     environment: tuple[str, ...] = ()
     working_directory: str = ""
@@ -67,30 +73,42 @@ def x_socket(display: int) -> str:
 
 def wait_for_x(display: int) -> tuple[str, ...]:
     """An ExecStartPre that waits until the X server accepts connections (a stale socket after a
-    crash exists but refuses)."""
+    crash exists but refuses), and refuses a socket owned by anyone but the unit's own user: an
+    X server another local user started on the same display would otherwise get the Gateway's
+    window, login dialog included."""
+    sock = x_socket(display)
     script = (
         "for i in $(seq 150); do "
-        f"socat -u OPEN:/dev/null UNIX-CONNECT:{x_socket(display)} 2>/dev/null && exit 0; "
-        "sleep 0.1; done; echo 'X display not ready' >&2; exit 1"
+        f"if socat -u OPEN:/dev/null UNIX-CONNECT:{sock} 2>/dev/null; then "
+        f'[ "$(stat -c %u {sock})" = "$(id -u)" ] && exit 0; '
+        f"echo 'X socket {sock} is owned by another user: refusing to use it' >&2; exit 1; "
+        "fi; sleep 0.1; done; echo 'X display not ready' >&2; exit 1"
     )
     return ("/bin/sh", "-c", script)
 
 
-def display_spec(settings: Settings, names: InstanceNames) -> UnitSpec:
+def display_spec(settings: Settings, names: InstanceNames, paths: Paths) -> UnitSpec:
     n = settings.display
     return UnitSpec(
         component="display",
         name=names.unit("display"),
         description=f"ibgwd {names.instance}: X display :{n} (Xvfb)",
+        # -auth: only clients with the instance's cookie get in (no -ac, no host list);
+        # -nolisten local: no abstract socket, which file permissions cannot protect.
         exec_start=(
             "/usr/bin/Xvfb",
             f":{n}",
             "-screen",
             "0",
             "1024x768x24",
+            "-auth",
+            str(paths.xauthority(n)),
             "-nolisten",
             "tcp",
+            "-nolisten",
+            "local",
         ),
+        user=names.gateway_user,
         exec_start_post=(wait_for_x(n),),
         restart="always",
         restart_s=0.5,
@@ -124,9 +142,11 @@ def ibc_spec(
         exec_start_pre=(wait_for_x(settings.display),),
         environment=(
             f"DISPLAY=:{settings.display}",
+            f"XAUTHORITY={paths.xauthority(settings.display)}",
             f"HOME={paths.home}",
             f"TZ={settings.time_zone}",
         ),
+        user=names.gateway_user,
         working_directory=gateway.settings_path,
         after=(display_unit,),
         part_of=(display_unit,),
@@ -157,7 +177,10 @@ def vnc_spec(settings: Settings, names: InstanceNames, paths: Paths) -> UnitSpec
             "-quiet",
             "-passwdfile",
             str(paths.vnc_password_file),
+            "-auth",
+            str(paths.xauthority(settings.display)),
         ),
+        user=names.gateway_user,
         exec_start_pre=(wait_for_x(settings.display),),
         restart="always",
         restart_s=1.0,
@@ -184,10 +207,12 @@ def relay_spec(settings: Settings, gateway: GatewaySettings, names: InstanceName
             listen,
             f"TCP:127.0.0.1:{gateway.api_port},nodelay",
         ),
+        user=names.gateway_user,
         restart="always",
         restart_s=0.5,
         success_exit_status=(143,),
-        ip_address_allow=settings.relay_allow,
+        # RELAY_ALLOW is enforced by the instance's nftables guard (ibgwd/isolation/firewall.py):
+        # systemd's IPAddressAllow= would also cut socat's own leg to 127.0.0.1.
     )
 
 

@@ -129,6 +129,7 @@ def tunnel_spec(
     return UnitSpec(
         component=f"tunnel-{mode}",
         name=names.unit("tunnel", mode),
+        user=names.gateway_user,
         description=(
             f"ibgwd {names.instance}: ssh tunnel {ssh.user_tunnel}:{gateway.ssh_remote_port}"
             f" -> API {gateway.api_port}"

@@ -27,7 +27,7 @@ def settings(tmp_path: Path, **extra: str) -> Settings:
 def test_dual_mode_has_one_ibc_unit_per_mode_and_a_relay_each(tmp_path: Path) -> None:
     s = settings(tmp_path)
     units = static_specs(s, NAMES, PATHS, {})
-    assert sorted(units) == ["display", "ibc-live", "ibc-paper", "vnc"]
+    assert sorted(units) == ["display", "guard", "ibc-live", "ibc-paper", "vnc"]
     assert units["ibc-live"].name == "ibgwd-default-ibc-live.service"
     assert "--mode=paper" in units["ibc-paper"].exec_start
     relays = relay_specs(s, NAMES)
