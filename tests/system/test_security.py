@@ -37,7 +37,7 @@ def test_documented_table_rates_both_unit_files_and_every_kind_of_child() -> Non
     rows = thresholds()
     for unit in (*UNIT_FILES, "ibgwd.service"):
         assert unit in rows
-    for kind in ("display", "ibc-paper", "relay-paper", "vnc"):
+    for kind in ("guard", "display", "ibc-paper", "relay-paper", "vnc"):
         assert f"ibgwd-default-{kind}.service" in rows
 
 
@@ -70,7 +70,7 @@ def test_running_units_exposure_is_within_documented_threshold(running: Box) -> 
     box = running
     listed = box.run("systemctl", "list-units", "--no-legend", "--plain", "ibgwd-*.service")
     children = CHILD.findall(listed.stdout)
-    assert len(children) == 4, listed.stdout  # display, ibc-paper, relay-paper, vnc
+    assert len(children) == 5, listed.stdout  # guard, display, ibc-paper, relay-paper, vnc
     rows = thresholds()
     undocumented = [u for u in children if u not in rows]
     assert undocumented == [], "rate and document these units in docs/security.md"
