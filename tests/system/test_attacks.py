@@ -408,3 +408,96 @@ def test_chown_of_the_state_directory_and_a_restart_keep_the_gateway_settings_wr
     assert owners == "", owners
     assert box.run("stat", "-c", "%U", "/var/lib/ibgwd/default").stdout.strip() == "root"
     box.run("touch", "/var/lib/ibgwd/default/settings/written-by-gateway", user=GW)
+
+
+# ---- squatting: an X server or an API port taken by another user before the instance starts ----
+
+SQUAT_API = """
+import asyncio, sys
+from pathlib import Path
+from ibgwd_sim.output import EventLog
+from ibgwd_sim.tws_api import ApiOptions, TwsApiServer
+
+async def main() -> None:
+    server = TwsApiServer(ApiOptions(accounts=("DU666666",)), EventLog(Path("/tmp")))
+    await server.start("127.0.0.1", int(sys.argv[1]))
+    print("listening", flush=True)
+    await asyncio.sleep(float(sys.argv[2]))
+
+asyncio.run(main())
+"""
+
+
+def _squatter(box: Box, argv: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        box.command(*argv, user=ATTACKER),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=box.environment(ATTACKER, {"PYTHONPATH": stack.SRC}),
+    )
+    return proc
+
+
+def _start_squatted(box: Box, instance: str, extra: dict[str, str]) -> str:
+    settings = stack.base_settings() | {"METRICS_ADDRESS": "", "LOGIN_TIMEOUT": "120"} | extra
+    stack.write_conf(box, f"/etc/ibgwd/{instance}.conf", settings)
+    unit = f"ibgwd@{instance}.service"
+    box.run("systemctl", "start", "--no-block", unit)
+    time.sleep(12)  # ample for the simulated gateway, which is ready in about 2 s
+    text = stack.show(box, unit, "StatusText")
+    box.run("systemctl", "stop", unit, check=False, timeout=90)
+    box.run("rm", "-f", f"/etc/ibgwd/{instance}.conf")
+    return text
+
+
+def test_an_api_port_squatter_is_never_taken_for_the_gateway(running: Box) -> None:
+    box = running
+    assert api_probe(box, 4012, None) == "ok"  # control: instance alt's own Gateway
+    squatter = _squatter(box, ["/usr/bin/python3", "-P", "-c", SQUAT_API, "4032", "30"])
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "listening"
+        assert api_probe(box, 4032, None) == "ok"  # it speaks the TWS API well enough
+        text = _start_squatted(
+            box,
+            "squatapi",
+            {"API_PORT_PAPER": "4032", "RELAY_PORT_PAPER": "4034", "COMMAND_PORT_PAPER": "7493"},
+        )
+    finally:
+        squatter.kill()
+    assert not text.startswith("ready"), text
+    uid = box.run("id", "-u", ATTACKER).stdout.strip()
+    log = box.run("journalctl", "-u", "ibgwd@squatapi.service", "--no-pager", "-o", "cat").stdout
+    assert f"TCP port 4032 is held by a process of uid {uid}" in log, log[-3000:]
+    assert connect(box, 4034, None) == 111  # no relay to the squatter was started
+
+
+def test_an_x_server_squatting_the_display_gets_no_gateway_window(running: Box) -> None:
+    box = running
+    squatter = _squatter(
+        box, ["/usr/bin/timeout", "40", "/usr/bin/Xvfb", ":77", "-ac", "-nolisten", "tcp"]
+    )
+    try:
+        stack.wait_for(
+            lambda: box.path("/tmp/.X11-unix/X77").exists(), 20, "the squatter's X server"
+        )
+        text = _start_squatted(
+            box,
+            "squatx",
+            {
+                "DISPLAY_NUMBER": "77",
+                "API_PORT_PAPER": "4042",
+                "RELAY_PORT_PAPER": "4044",
+                "COMMAND_PORT_PAPER": "7503",
+            },
+        )
+    finally:
+        squatter.kill()
+        box.run("pkill", "-u", ATTACKER, "-x", "Xvfb", check=False)
+    assert not text.startswith("ready"), text
+    log = box.run("journalctl", "--no-pager", "-o", "cat", "-u", "ibgwd-squatx-*").stdout
+    assert "X socket /tmp/.X11-unix/X77 is owned by another user: refusing to use it" in log, log[
+        -3000:
+    ]
+    clients = box.run("xlsclients", "-display", ":77", check=False).stdout
+    assert "java" not in clients.lower() and "ibgateway" not in clients.lower()
