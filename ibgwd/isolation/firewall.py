@@ -108,6 +108,8 @@ def guard_spec(settings: Settings, names: InstanceNames) -> UnitSpec:
         exec_start=(NFT, ruleset(settings, names)),
         exec_stop=((NFT, f"delete table {table}"),),
         user="root",
+        # nftables.service starts with `flush ruleset`: load ours after it at boot.
+        after=("nftables.service",),
         service_type="oneshot",
         remain_after_exit=True,
         timeout_start_s=30.0,

@@ -28,6 +28,7 @@ from ibgwd.render.render import REDACTED, RenderedFile
 log = logging.getLogger(__name__)
 
 DIR_MODE = 0o700
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -131,9 +132,15 @@ def _make_parents(fs: FileOps, directory: Path, uid: int | None, gid: int | None
         missing.append(directory)
         directory = directory.parent
     for path in reversed(missing):
-        fs.mkdir(str(path), DIR_MODE)
-        if uid is not None or gid is not None:
-            fs.chown(str(path), -1 if uid is None else uid, -1 if gid is None else gid)
+        # Through the parent opened link-safely: no mkdir/chown lands behind a planted link.
+        with safe_fs.opened_dir(path.parent) as parent:
+            fs.mkdir(f"/proc/self/fd/{parent}/{path.name}", DIR_MODE)
+            if uid is not None or gid is not None:
+                made = os.open(path.name, _DIR_FLAGS, dir_fd=parent)  # the dir we made, no link
+                try:
+                    fs.fchown(made, -1 if uid is None else uid, -1 if gid is None else gid)
+                finally:
+                    os.close(made)
 
 
 def _temp_prefix(path: Path) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from ibgwd.config.model import Settings
-from ibgwd.isolation import xauth
+from ibgwd.isolation import firewall, xauth
 from ibgwd.isolation.fs import ensure_dir, repair_ownership, rewrite
 from ibgwd.render.render import RenderedFile, render_files
 from ibgwd.render.write import write_files
@@ -39,11 +40,13 @@ class RuntimeFiles:
             *owned,
         ):
             ensure_dir(directory, self.uid, self.gid)
-        # The gateway user's trees are its own, whatever an ownership fix-up did to them
-        # (systemd's StateDirectory= chown to root after `chown -R` of the state directory,
-        # a migration from the single shared user): give them back, links untouched.
-        for directory in owned:
-            repair_ownership(directory, self.uid, self.gid)
+        # The gateway user's trees in the instance's state directory are its own, whatever an
+        # ownership fix-up did to them (systemd's StateDirectory= chown to root after `chown -R`
+        # of the state directory, a move from the single shared user to one per instance):
+        # give them back, links untouched. Paths elsewhere are the admin's to manage.
+        for directory in (*owned, Path(settings.ssh.key_dir)):
+            if directory.is_relative_to(self.paths.state_dir) and directory.is_dir():
+                repair_ownership(directory, self.uid, self.gid)
         files = list(render_files(settings, runtime_dir=self.paths.runtime_dir))
         # The display's cookie: made once per display number and kept while the runtime
         # directory lives (Xvfb reads it at start; a new one would lock out later clients).
@@ -69,7 +72,9 @@ class RuntimeFiles:
         files += self._tunnel_files(settings)
         write_files(files, uid=self.uid, gid=self.gid)
         apply_java_heap(settings)
-        digests: dict[str, str] = {}
+        # A fresh digest each time: every start and reload re-applies the port guard, so a
+        # table lost meanwhile (`systemctl restart nftables` flushes the whole ruleset) is back.
+        digests: dict[str, str] = {firewall.COMPONENT: secrets.token_hex(8)}
         for g in settings.gateways:
             ini = self.paths.ibc_ini(g.mode)
             digests[f"ibc-{g.mode.value}"] = _digest(
