@@ -9,8 +9,8 @@
   connect (a TCP reset). socat's own connection to the Gateway is loopback and owned by the
   instance user, so it is unaffected (unlike systemd's IPAddressAllow=, which filtered it).
 
-The table is loaded by a oneshot unit (root, CAP_NET_ADMIN only) whose ExecStart carries the
-whole rule set, so a reload that changes a port or RELAY_ALLOW replaces the unit and with it the
+The table is loaded by a unit (root, CAP_NET_ADMIN only) whose ExecStartPre carries the whole
+rule set, so a reload that changes a port or RELAY_ALLOW replaces the unit and with it the
 table (one nft transaction), and stopping the instance deletes it. Why nftables on the socket
 owner rather than a network namespace or `socket cgroupv2`: docs/decisions.md.
 """
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "guard"
 NFT = "/usr/sbin/nft"
+REAPPLY_S = 30  # the guard re-loads its table this often (one nft run, about 5 ms)
 CONTAINER_MARKER = Path("/run/systemd/container")  # written by systemd inside a container
 
 
@@ -99,19 +100,32 @@ def ruleset(settings: Settings, names: InstanceNames) -> str:
 
 
 def guard_spec(settings: Settings, names: InstanceNames) -> UnitSpec:
-    """The oneshot unit that holds the table while the instance runs."""
+    """The unit that holds the table while the instance runs: ExecStartPre loads it (the start
+    job fails if it cannot); the main process loads it again every REAPPLY_S, so a table lost
+    meanwhile (`systemctl restart nftables` flushes the whole ruleset) is back within that
+    time; ExecStopPost deletes it. A process rather than RemainAfterExit=: ibgwd's stop signals
+    it like every other child, so the table is gone by the time `systemctl stop` returns (a
+    RemainAfterExit unit's stop job would wait behind ibgwd's own: children are Before= it)."""
     table = f"inet {names.firewall_table}"
+    rules = ruleset(settings, names)
+    keep = (
+        f"while sleep {REAPPLY_S}; do "
+        f'{NFT} "$1" || echo "ibgwd: could not re-apply the port guard (table {table})" >&2; '
+        "done"
+    )
     return UnitSpec(
         component=COMPONENT,
         name=names.unit(COMPONENT),
         description=f"ibgwd {names.instance}: local port guard (nftables table {table})",
-        exec_start=(NFT, ruleset(settings, names)),
-        exec_stop=((NFT, f"delete table {table}"),),
+        exec_start_pre=((NFT, rules),),
+        exec_start=("/bin/sh", "-c", keep, "ibgwd-guard", rules),
+        restart="always",
+        restart_s=1.0,
+        exec_stop_post=((NFT, f"table {table} {{}}\ndelete table {table}"),),
         user="root",
         # nftables.service starts with `flush ruleset`: load ours after it at boot.
         after=("nftables.service",),
-        service_type="oneshot",
-        remain_after_exit=True,
+        success_exit_status=(143,),  # SIGTERM from ibgwd's stop
         timeout_start_s=30.0,
     )
 

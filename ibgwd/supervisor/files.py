@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from ibgwd.config.model import Settings
-from ibgwd.isolation import firewall, xauth
+from ibgwd.isolation import xauth
 from ibgwd.isolation.fs import ensure_dir, repair_ownership, rewrite
 from ibgwd.render.render import RenderedFile, render_files
 from ibgwd.render.write import write_files
@@ -72,9 +71,7 @@ class RuntimeFiles:
         files += self._tunnel_files(settings)
         write_files(files, uid=self.uid, gid=self.gid)
         apply_java_heap(settings)
-        # A fresh digest each time: every start and reload re-applies the port guard, so a
-        # table lost meanwhile (`systemctl restart nftables` flushes the whole ruleset) is back.
-        digests: dict[str, str] = {firewall.COMPONENT: secrets.token_hex(8)}
+        digests: dict[str, str] = {}
         for g in settings.gateways:
             ini = self.paths.ibc_ini(g.mode)
             digests[f"ibc-{g.mode.value}"] = _digest(

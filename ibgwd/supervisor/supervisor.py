@@ -213,14 +213,7 @@ class Supervisor:
         # The rest: queue their stops (they run at once unless systemd is stopping ibgwd, then
         # they wait for us), signal them now, and wait a bounded time so that nothing is left
         # when `systemctl stop ibgwd` returns; the display goes last.
-        # The port guard is not waited for: its stop job (ExecStop deletes the nftables table)
-        # runs once ibgwd has exited, after the Gateway is gone.
-        guard = self._specs.get(firewall.COMPONENT)
-        if guard:
-            self._units.stop(guard.name)
-        rest = [
-            s for s in self._specs.values() if s.component not in ("display", firewall.COMPONENT)
-        ]
+        rest = [s for s in self._specs.values() if s.component != "display"]
         display = [s for s in self._specs.values() if s.component == "display"]
         for group in (rest, display):
             for unit_spec in group:

@@ -99,10 +99,8 @@ def unit_properties(spec: UnitSpec, *, parent: str, slice_name: str) -> list[Pro
         )
     if spec.read_write_paths:
         props.append(("ReadWritePaths", _strings(spec.read_write_paths)))
-    if spec.exec_stop:
-        props.append(("ExecStop", _exec(spec.exec_stop)))
-    if spec.remain_after_exit:
-        props.append(("RemainAfterExit", get_variant(Bool, True)))
+    if spec.exec_stop_post:
+        props.append(("ExecStopPost", _exec(spec.exec_stop_post)))
     if spec.ip_address_allow:
         props.append(("IPAddressAllow", _address_list(spec.ip_address_allow)))
         props.append(("IPAddressDeny", _address_list(("0.0.0.0/0", "::/0"))))

@@ -47,8 +47,7 @@ class UnitSpec:
     exec_start: tuple[str, ...]
     exec_start_pre: tuple[tuple[str, ...], ...] = ()
     exec_start_post: tuple[tuple[str, ...], ...] = ()
-    exec_stop: tuple[tuple[str, ...], ...] = ()
-    remain_after_exit: bool = False
+    exec_stop_post: tuple[tuple[str, ...], ...] = ()
     user: str = GATEWAY_USER
     environment: tuple[str, ...] = ()
     working_directory: str = ""

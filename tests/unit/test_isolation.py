@@ -100,14 +100,28 @@ def test_guard_unit_is_root_with_net_admin_only_and_deletes_its_table_on_stop(
     s = load(BASE_ENV, tmp_path)
     spec = firewall.guard_spec(s, DEFAULT)
     props = {k: get_native(v) for k, v in unit_properties(spec, parent="p", slice_name="s")}
-    assert props["User"] == "root" and props["Type"] == "oneshot"
-    assert props["RemainAfterExit"] is True
-    assert props["ExecStop"] == [
-        ("/usr/sbin/nft", ["/usr/sbin/nft", "delete table inet ibgwd_default"], False)
+    assert props["User"] == "root"
+    rules = firewall.ruleset(s, DEFAULT)
+    assert props["ExecStartPre"] == [("/usr/sbin/nft", ["/usr/sbin/nft", rules], False)]
+    # The main process re-applies the same rules; the stop deletes the table (never failing).
+    assert props["ExecStart"][0][1][-1] == rules and props["Restart"] == "always"
+    assert props["ExecStopPost"] == [
+        (
+            "/usr/sbin/nft",
+            ["/usr/sbin/nft", "table inet ibgwd_default {}\ndelete table inet ibgwd_default"],
+            False,
+        )
     ]
     assert props["CapabilityBoundingSet"] == 1 << 12  # CAP_NET_ADMIN, the last value wins
     assert props["RestrictAddressFamilies"] == (True, ["AF_UNIX", "AF_NETLINK"])
     assert "PrivateNetwork" not in props  # it must change the host's network namespace
+
+
+def test_guard_is_replaced_only_when_its_rules_change(tmp_path: Path) -> None:
+    a = firewall.guard_spec(load(BASE_ENV, tmp_path), DEFAULT)
+    assert a == firewall.guard_spec(load(BASE_ENV, tmp_path), DEFAULT)
+    b = firewall.guard_spec(load({**BASE_ENV, "RELAY_ALLOW": "10.0.0.0/8"}, tmp_path), DEFAULT)
+    assert a != b
 
 
 def test_relay_unit_has_no_ip_address_allow_that_would_cut_its_own_leg(tmp_path: Path) -> None:
