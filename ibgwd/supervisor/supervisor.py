@@ -15,15 +15,15 @@ from typing import Protocol
 
 from gi.repository import GLib
 
-from ibgwd import __version__, notify
+from ibgwd import __version__, notify, schedule
 from ibgwd.config.model import Mode, Settings
 from ibgwd.errors import CommandError, NotReadyError
 from ibgwd.ibc.command import send_command
 from ibgwd.names import InstanceNames
 from ibgwd.probes.api import ProbeResult, probe_full, probe_handshake
 from ibgwd.status import STATE_SEVERITY, ComponentStatus, GatewayStatus, State, Status
-from ibgwd.supervisor import health
-from ibgwd.supervisor.health import Action, Health, LogEvent, Policy
+from ibgwd.supervisor import budget, health, ibclog, lifecycle
+from ibgwd.supervisor.health import Action, Health, Policy
 from ibgwd.supervisor.logwatch import JournalFollower
 from ibgwd.units import spec as specs
 from ibgwd.units import tunnel
@@ -386,8 +386,11 @@ class Supervisor:
         if self._observer:
             self._observer.observe(gateway.mode.value, result.latency_s, result.outcome.alive)
         before = gateway.health.state
+        now = self._clock()
+        planned = lifecycle.planned(self._settings, self._wallclock(), now)
+        gateway.health = health.set_planned(gateway.health, planned)
         self._apply(
-            gateway, *health.on_probe(gateway.health, result, self._clock(), self._policy())
+            gateway, *health.on_probe(gateway.health, result, now, self._gateway_policy(gateway))
         )
         if before is not gateway.health.state:
             log.info(
@@ -409,16 +412,49 @@ class Supervisor:
         self._publish()
         return False
 
+    def _gateway_policy(self, gateway: _Gateway) -> Policy:
+        return replace(
+            self._policy(),
+            mode=gateway.mode.value,
+            twofa_restart=self._settings.twofa_timeout_action == "restart",
+        )
+
+    def _budget_path(self) -> Path:
+        return self._paths.state_dir / budget.FILE_NAME
+
+    def _save_budget(self) -> None:
+        mono, wall = self._clock(), self._wallclock()
+        saved = budget.load(self._budget_path())
+        for mode, g in self._gateways.items():
+            saved[mode] = health.budget_to_wall(g.health, mono, wall)
+        budget.save(self._budget_path(), saved)
+
     def _watch_log(self, gateway: _Gateway) -> None:
-        unit = self._names.unit("ibc", gateway.mode.value)
+        mode = gateway.mode.value
+        unit = self._names.unit("ibc", mode)
+        # What earlier runs of ibgwd spent of the recovery budget still counts.
+        saved = budget.load(self._budget_path()).get(mode)
+        if saved:
+            gateway.health = health.budget_from_wall(
+                gateway.health, saved, self._clock(), self._wallclock()
+            )
 
         def on_line(line: str) -> None:
-            event = health.classify_log_line(line)
-            if event is None or self._stopping:
+            classified = ibclog.classify(line)
+            if classified.event is ibclog.IbcEvent.NONE or self._stopping:
                 return
-            log.info("event=ibc_log mode=%s kind=%s", gateway.mode.value, event.value)
+            log.info(
+                "event=ibc_log mode=%s kind=%s value=%s",
+                mode,
+                classified.event.value,
+                classified.value or "-",
+            )
+            now = self._clock()
+            planned = lifecycle.planned(self._settings, self._wallclock(), now)
+            gateway.health = health.set_planned(gateway.health, planned)
             self._apply(
-                gateway, *health.on_log(gateway.health, event, self._clock(), self._policy())
+                gateway,
+                *health.on_log(gateway.health, classified, now, self._gateway_policy(gateway)),
             )
             self._publish()
 
@@ -452,12 +488,7 @@ class Supervisor:
             self._stop_units([relay])
         elif action is Action.SOFT_RESTART:
             try:
-                send_command(
-                    "127.0.0.1",
-                    self._settings.gateway(gateway.mode).command_port,
-                    "RESTART",
-                    COMMAND_TIMEOUT_S,
-                )
+                self._soft_restart(gateway)
             except CommandError as exc:
                 log.warning("event=soft_restart_failed mode=%s error=%s", mode, exc)
                 self._apply(
@@ -466,10 +497,35 @@ class Supervisor:
                         gateway.health, self._clock(), self._policy(), "IBC did not accept RESTART"
                     ),
                 )
+        elif action is Action.CLEAR_TOKEN:
+            for path in lifecycle.remove_tokens(self._settings.gateway(gateway.mode).settings_path):
+                log.warning(
+                    "event=stale_token_removed mode=%s path=%s next=full_login detail=%s",
+                    mode,
+                    path,
+                    "the login stalled with an autorestart token present (IBC issue 235)",
+                )
+                gateway.health = health.token_removed(gateway.health, path)
         elif action is Action.RESTART_IBC_UNIT:
             self._restart_unit(ibc)
         elif action is Action.STOP_IBC_UNIT:
             self._stop_units([ibc])
+        elif action is Action.HALT_LOGINS:
+            # IBC answers a "Login failed" dialog with a cold restart (a COLDRESTART flag, then
+            # its launcher logs in again with the same credentials): remove the flag and stop
+            # the unit (SIGTERM; without the flag the launcher's loop then ends).
+            settings_path = self._settings.gateway(gateway.mode).settings_path
+            lifecycle.remove_cold_restart_flags(settings_path)
+            log.error(
+                "event=login_failed mode=%s action=stop_ibc detail=%r",
+                mode,
+                gateway.health.detail,
+            )
+
+            self._stop_units([ibc])
+            lifecycle.remove_cold_restart_flags(settings_path)
+        elif action is Action.SAVE_BUDGET:
+            self._save_budget()
         elif action is Action.GIVE_UP:
             log.error("event=give_up mode=%s detail=%r", mode, gateway.health.detail)
             self._notifier.send("WATCHDOG=trigger")
@@ -487,7 +543,8 @@ class Supervisor:
     def _gateway_status(self, gateway: _Gateway) -> GatewayStatus:
         h = gateway.health
         g = self._settings.gateway(gateway.mode)
-        waiting = h.state in (State.LOGGING_IN, State.WAITING_2FA)
+        waiting = h.state in health.LOGIN_STATES
+        next_restart, next_cold = lifecycle.next_restarts(self._settings, self._wallclock())
         return GatewayStatus(
             mode=gateway.mode.value,
             state=h.state,
@@ -504,6 +561,14 @@ class Supervisor:
             ready_timestamp=self._wall(h.ready_at),
             login_wait_s=(self._clock() - h.since) if waiting else 0.0,
             detail=h.detail,
+            twofa_deadline_timestamp=self._wall(h.twofa_deadline),
+            next_restart_timestamp=next_restart,
+            next_cold_restart_timestamp=next_cold,
+            soft_restart_timestamp=self._wall(h.soft_restart_at),
+            restart_reason=h.restart_reason if h.state is State.RESTARTING else "",
+            read_only_api=self._settings.read_only_api,
+            login_failures=h.login_failures,
+            login_failed_reason=h.detail if h.state is State.LOGIN_FAILED else "",
         )
 
     def _snapshot(self) -> Status:
@@ -543,24 +608,12 @@ class Supervisor:
         if not gateways:
             return self._status_text or "starting"
 
+        wall = self._wallclock()
+
         def one(g: GatewayStatus) -> str:
-            if g.state is State.READY:
-                relay = f", relay on {g.relay_port}" if g.relay_port else ""
-                return f"ready: API live on {g.api_port}{relay}"
-            words = {
-                State.STARTING: "starting",
-                State.LOGGING_IN: "waiting for login",
-                State.WAITING_2FA: "waiting for 2FA approval",
-                State.RESTARTING: "Gateway restarting",
-                State.DEGRADED: "API not answering",
-                State.RECOVERING: "recovering",
-                State.RATE_LIMITED: "recovery rate limit reached",
-                State.FAILED: "failed",
-                State.STOPPING: "stopping",
-            }
-            text = words.get(g.state, g.state.value)
-            plain = not g.detail or g.detail == text or g.state is State.LOGGING_IN
-            return text if plain else f"{text} ({g.detail})"
+            gateway = self._gateways.get(g.mode)
+            attempt = health.next_attempt_at(gateway.health, self._policy()) if gateway else 0.0
+            return lifecycle.gateway_text(g, wall, self._wall(attempt))
 
         if len(gateways) == 1:
             return one(gateways[0])
@@ -667,25 +720,62 @@ class Supervisor:
             )
         return [self._gateways[mode]]
 
-    def restart(self, hard: bool, mode: str) -> None:
-        for gateway in self._gateways_for(mode):
+    def restart(self, hard: bool, mode: str) -> str:
+        """Hard: restart the IBC unit (a new login). Soft: IBC's RESTART, which the Gateway
+        carries out at the start of the next minute without a new login; only once logged in
+        (before that IBC acknowledges it and does nothing). Returns what happens, and when."""
+        gateways = self._gateways_for(mode)
+        if not hard:
+            for gateway in gateways:
+                if gateway.health.state not in (State.READY, State.DEGRADED):
+                    raise NotReadyError(
+                        f"the {gateway.mode.value} gateway is not logged in "
+                        f"({gateway.health.state.value}): a soft restart needs a logged-in "
+                        "Gateway; use a hard restart (a new login)"
+                    )
+        replies = []
+        for gateway in gateways:
             if hard:
+                gateway.health = health.admin_retry(gateway.health, self._clock())
                 self._apply(gateway, gateway.health, [Action.STOP_RELAY])
                 self._restart_unit(self._specs[f"ibc-{gateway.mode.value}"])
+                replies.append(f"{gateway.mode.value}: hard restart (a new login)")
             else:
-                port = self._settings.gateway(gateway.mode).command_port
-                send_command("127.0.0.1", port, "RESTART", COMMAND_TIMEOUT_S)
-                self._apply(
-                    gateway,
-                    *health.on_log(
-                        gateway.health, LogEvent.RESTART_SCHEDULED, self._clock(), self._policy()
-                    ),
-                )
+                at = self._soft_restart(gateway)
+                when = schedule.time12_at(at, self._settings.time_zone)
+                left = lifecycle.duration_text(at - self._wallclock())
+                replies.append(f"{gateway.mode.value}: soft restart at {when} (in {left})")
         self._publish()
+        return "; ".join(replies)
+
+    def _soft_restart(self, gateway: _Gateway) -> float:
+        """Send RESTART; returns the Unix time IBC said the Gateway restarts (the next minute)."""
+        port = self._settings.gateway(gateway.mode).command_port
+        reply = send_command("127.0.0.1", port, "RESTART", COMMAND_TIMEOUT_S, wait_for="RESTART at")
+        wall = self._wallclock()
+        at = 0.0
+        if reply.startswith("RESTART at "):
+            text = reply.removeprefix("RESTART at ")
+            at = schedule.reply_time(wall, text, self._settings.time_zone)
+        if not at:
+            at = schedule.next_minute(wall)
+        log.info("event=soft_restart mode=%s at=%.0f reply=%r", gateway.mode.value, at, reply)
+        gateway.health = health.soft_restart_accepted(gateway.health, self._clock() + at - wall)
+        return at
 
     def reconnect(self, what: str, mode: str) -> None:
         command = {"data": "RECONNECTDATA", "account": "RECONNECTACCOUNT"}[what]
-        for gateway in self._gateways_for(mode):
+        gateways = self._gateways_for(mode)
+        for gateway in gateways:
+            # Before the Gateway's main window exists IBC's RECONNECTDATA kills the JVM (exit
+            # 76) and RECONNECTACCOUNT blocks: only a ready gateway gets them.
+            if gateway.health.state not in (State.READY, State.DEGRADED):
+                raise NotReadyError(
+                    f"the {gateway.mode.value} gateway is not ready "
+                    f"({gateway.health.state.value}): reconnect {what} is possible once it is "
+                    "ready"
+                )
+        for gateway in gateways:
             send_command(
                 "127.0.0.1",
                 self._settings.gateway(gateway.mode).command_port,
