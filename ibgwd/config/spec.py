@@ -666,6 +666,21 @@ RECOVERY_BACKOFF = Setting(
     "recovery_backoff_s",
     origin=_I,
 )
+SHUTDOWN_ACTION = Setting(
+    "SHUTDOWN_ACTION",
+    kinds.Choice(("pause", "stop")),
+    "pause",
+    "What a system shutdown or reboot does to a logged-in Gateway. `pause`: IBC `PAUSE`, the "
+    "Gateway shuts down at the next minute keeping its restart token, so the next boot within "
+    "the week logs in without 2FA (the shutdown waits up to 2 minutes for it; a Gateway not "
+    "logged in gets `STOP`). `stop`: IBC `STOP` at once, the next start is a full login. "
+    "`systemctl stop` always stops; `systemctl restart`, an upgrade or a crash of ibgwd leave "
+    "the Gateway running.",
+    "stop",
+    _S.RESTARTS,
+    "shutdown_action",
+    origin=_I,
+)
 # --- Hooks -------------------------------------------------------------------------------
 START_SCRIPTS = Setting(
     "START_SCRIPTS",
