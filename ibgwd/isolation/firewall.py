@@ -20,7 +20,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+from gi.repository import GLib
 
 from ibgwd.config.model import Settings
 from ibgwd.errors import EX_UNAVAILABLE, IbgwdError
@@ -157,3 +160,22 @@ def check_applied(result: str, settings: Settings, names: InstanceNames) -> None
         )
         raise FirewallError(f"{what}: refusing to start, {because}")
     log.warning("event=guard_missing %s; running in a container without it", what)
+
+
+def wait_job(
+    result_of: Callable[[str], str],
+    job: str | None,
+    clock: Callable[[], float],
+    timeout_s: float = 30.0,
+) -> str:
+    """Iterate the main context until systemd reports the job's end (JobRemoved); its result,
+    "timeout" when it did not end in time. Only while ibgwd starts, before the main loop runs:
+    ibgwd must not go on before the guard holds."""
+    if not job:
+        return "done"
+    context = GLib.MainContext.default()
+    deadline = clock() + timeout_s
+    while result_of(job) == "timeout" and clock() < deadline:
+        GLib.timeout_add(50, lambda: False)  # bounds each blocking iteration
+        context.iteration(True)
+    return result_of(job)

@@ -196,6 +196,8 @@ def guarded(
     Gateway is never taken for ours (no READY, no relay to it)."""
 
     def run() -> ProbeResult:
+        if not listeners(port):
+            return probe()  # nothing listens: the probe reports it (refused)
         try:
             uid = pwd.getpwnam(user).pw_uid
         except KeyError:
