@@ -501,3 +501,32 @@ def test_an_x_server_squatting_the_display_gets_no_gateway_window(running: Box) 
     ]
     clients = box.run("xlsclients", "-display", ":77", check=False).stdout
     assert "java" not in clients.lower() and "ibgateway" not in clients.lower()
+
+
+# ---- the guard's lifetime ------------------------------------------------------------------------
+
+
+def _table(box: Box, instance: str) -> str:
+    r = box.run("nft", "list", "table", "inet", f"ibgwd_{instance}", check=False)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def test_guard_follows_reloads_comes_back_after_a_flush_and_goes_with_the_instance(
+    running: Box,
+) -> None:
+    box = running
+    assert "4012" in _table(box, "alt") and "ibgw-alt" not in _table(box, "alt")  # uid shown
+    alt = stack.base_settings() | ALT_PORTS | {"METRICS_ADDRESS": ""}
+    stack.write_conf(box, "/etc/ibgwd/alt.conf", alt | {"RELAY_ALLOW": "192.0.2.0/24"})
+    box.run("systemctl", "reload", "ibgwd@alt.service", timeout=120)
+    assert "192.0.2.0/24" in _table(box, "alt")  # re-applied with the new allow-list
+    assert connect(box, 4014, None) == 111  # 127.0.0.1 is not listed any more
+    box.run("nft", "flush", "ruleset")  # what `systemctl restart nftables` does
+    assert _table(box, "alt") == ""
+    stack.wait_for(lambda: "192.0.2.0/24" in _table(box, "alt"), 45, "the guard re-applied")
+    stack.wait_for(lambda: _table(box, "default") != "", 45, "the default guard re-applied")
+    box.run("systemctl", "stop", "ibgwd@alt.service", timeout=120)
+    assert _table(box, "alt") == ""  # gone with the instance, by the time stop returns
+    stack.write_conf(box, "/etc/ibgwd/alt.conf", alt)
+    stack.start(box, "ibgwd@alt.service")
+    assert "4012" in _table(box, "alt") and "192.0.2.0/24" not in _table(box, "alt")
