@@ -80,6 +80,9 @@ def other_instances(instance: str, config_dir: Path) -> Iterator[tuple[str, Path
         other = instance_of(path)
         if other is None or other == instance or not path.is_file():
             continue
+        if not os.access(path, os.R_OK):  # unreadable: its ports are unknown, not the defaults
+            log.warning("event=conffile_unreadable path=%s (port overlap not checked)", path)
+            continue
         raw = sources.gather(conffile=path, environ={}, credentials_dir=None)
         settings, _problems = validate.build(other, raw.values, installed_versions=())
         yield other, path, settings

@@ -62,7 +62,7 @@ def boot(box: Box, **overrides: str) -> dict[str, str]:
     settings = stack.base_settings() | overrides
     stack.install(box, settings)
     stack.start(box)
-    wanted = {"display", "ibc-paper", "relay-paper"} | (
+    wanted = {"guard", "display", "ibc-paper", "relay-paper"} | (
         {"vnc"} if "VNC_SERVER_PASSWORD" in settings else set()
     )
     # Components is refreshed by the unit poll (every 2 s), so it may trail READY=1 a little.
@@ -282,7 +282,7 @@ def held_client(box: Box, port: int, client_id: int) -> Iterator[HeldClient]:
 def test_busctl_introspects_reads_every_property_and_calls_every_method(box: Box) -> None:
     boot(box)
     # Components is refreshed by the unit poll (2 s): the relay, started at READY, shows then.
-    stack.wait_for(lambda: len(prop(box, "Components")) == 3, 30, "the relay among the components")
+    stack.wait_for(lambda: len(prop(box, "Components")) == 4, 30, "the relay among the components")
     intro = busctl(box, "introspect", "--xml-interface", DEST, OBJECT)
     assert intro.returncode == 0, intro.stderr
     assert manager_members(intro.stdout) == manager_members(GOLDEN.read_text())
@@ -307,7 +307,7 @@ def test_busctl_introspects_reads_every_property_and_calls_every_method(box: Box
     assert latency > 0
     assert props["ReadyTimestamp"] >= props["StartedTimestamp"]
     components = {c[0]: c for c in props["Components"]}
-    assert set(components) == {"display", "ibc-paper", "relay-paper"}
+    assert set(components) == {"guard", "display", "ibc-paper", "relay-paper"}
     for name, unit, active, _sub, _restarts, pid in components.values():
         assert active == "active", name
         assert pid == main_pid(box, unit) > 0, name
