@@ -998,12 +998,15 @@ class Supervisor:
         port = self._settings.gateway(gateway.mode).command_port
         reply = send_command("127.0.0.1", port, "RESTART", COMMAND_TIMEOUT_S, wait_for="RESTART at")
         wall = self._wallclock()
-        at = 0.0
+        # IBC restarts at the start of its next minute; its reply names that minute in the
+        # Gateway's clock, which is trusted only when it agrees with ours.
+        at = schedule.next_minute(wall)
         if reply.startswith("RESTART at "):
-            text = reply.removeprefix("RESTART at ")
-            at = schedule.reply_time(wall, text, self._settings.time_zone)
-        if not at:
-            at = schedule.next_minute(wall)
+            said = schedule.reply_time(
+                wall, reply.removeprefix("RESTART at "), self._settings.time_zone
+            )
+            if said and abs(said - at) <= 120.0:
+                at = said
         log.info("event=soft_restart mode=%s at=%.0f reply=%r", gateway.mode.value, at, reply)
         gateway.health = health.soft_restart_accepted(gateway.health, self._clock() + at - wall)
         return at
