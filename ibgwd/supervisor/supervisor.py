@@ -859,6 +859,12 @@ class Supervisor:
 
     # ---- status.Controller -----------------------------------------------------------------
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (those of the last successful reload)."""
+        return self._settings
+
+
     def status(self) -> Status:
         return self._status
 
