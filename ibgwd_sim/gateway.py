@@ -204,6 +204,7 @@ class Gateway:
         self.shutting_down = False
         self.window: GatewayWindow | None = None
         self._main_window = asyncio.Event()
+        self._login_done = asyncio.Event()  # the config dialog is usable only after login
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
         self._login_started: float | None = None
@@ -297,11 +298,16 @@ class Gateway:
         at = self.clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
         self.console.log(f"Setting auto-restart time to {restart_clock(at)}")
         self.events.record("restart_time_set", at=restart_clock(at), verb=verb)
+        self.spawn(self._apply_restart_time(at))
+        return at
+
+    async def _apply_restart_time(self, at: datetime) -> None:
+        """ConfigurationTask.executeAsync: waits for the config dialog, i.e. for login."""
+        await self._login_done.wait()
         delay = self.launch.sim.restart_delay_s
         if delay is not None:  # time compression: this occurrence comes early
             self._restart_override = (asyncio.get_running_loop().time() + delay, at)
-        self.spawn(self._configure_lock_exit("Auto restart", restart_clock(at)))
-        return at
+        await self._configure_lock_exit("Auto restart", restart_clock(at))
 
     def reconnect(self, what: str) -> bool:
         """RECONNECTDATA looks for the main window for 1 ms (CommandDispatcher.java:80-95)."""
@@ -491,6 +497,8 @@ class Gateway:
             self.login_state = "LOGGING_IN"
             if self._login_started is None:
                 self._login_started = asyncio.get_running_loop().time()
+            if not self._main_window.is_set():
+                self.spawn(self._main_window_opens(min(0.3, sim.login_s / 2)))
             if launch.mode == "live":
                 self.console.log(
                     "Waiting for Login frame to become SecondFactorAuthenticationDialog"
@@ -620,6 +628,19 @@ class Gateway:
         await asyncio.sleep(RELOGIN_DELAY_S)
         return "relogin"
 
+    async def _main_window_opens(self, delay_s: float) -> None:
+        """The Gateway's main frame ("Loading...") opens right after the login click, before
+        any 2FA (real log in IbcAlpha/IBC#207): GatewayMainWindowFrameHandler.java:37-39."""
+        await asyncio.sleep(delay_s)
+        if not self._main_window.is_set():
+            self._dialog_frame("Loading...", "Activated", "Focused", "Opened")
+            self.console.log("Found Gateway main window")
+            self._main_window.set()
+
+    def _dialog_frame(self, title: str, *events: str) -> None:
+        for event in events:
+            self.console.log(f"detected frame entitled: {title}; event={event}")
+
     async def _exit_unless_logged_in(self, interval: int) -> None:
         """LoginManager.restartAfterTime (LoginManager.java:168-182)."""
         await asyncio.sleep(interval)
@@ -643,9 +664,11 @@ class Gateway:
             self.events.record("api_failed", port=port)
         else:
             self.events.record("api_open", port=port)
-        self.console.log("Found Gateway main window")
-        self._main_window.set()
+        if not self._main_window.is_set():  # a token relaunch: no login click
+            self.console.log("Found Gateway main window")
+            self._main_window.set()
         self.login_state = "LOGGED_IN"
+        self._login_done.set()
         self.console.log("Login has completed")
         if self._twofa_exit_task is not None:
             self._twofa_exit_task.cancel()
@@ -661,6 +684,8 @@ class Gateway:
         """IbcTws.startTwsOrGateway's configuration tasks (IbcTws.java:532-537, 578-607)."""
         s = self.launch.settings
         await asyncio.sleep(0.05)  # they wait for the config dialog, after login
+        if self.shutting_down:
+            return
         if s.get("ReadOnlyApi"):
             wanted = s.get_bool("ReadOnlyApi", True)
             self.console.log("Setting ReadOnlyApi")
@@ -744,9 +769,10 @@ class Gateway:
         self.shutting_down = True
         if self._lock_exit_task is not None and self._lock_exit_task is not asyncio.current_task():
             self._lock_exit_task.cancel()
-        self._dialog("Shutdown progress", "Activated", "Focused", "Opened")
+        self._dialog("Shutdown progress", "Opened")
         self.events.record("shutdown_started", restart=token)
         self.commands.shutdown()
+        self._dialog("Shutdown progress", "Activated", "Focused")
         await self.api.close()
         self.events.record("api_closed")
         self.show("Shutting down…")

@@ -109,6 +109,8 @@ def test_restart_shutdown_phase_closes_command_server_and_api_then_relaunches_wi
     run.wait_for(r"IBC: Setting auto-restart time to \d\d:\d\d [AP]M$")
     run.wait_for("detected dialog entitled: Shutdown progress; event=Opened")
     run.wait_for("CommandServer closing")
+    i = next(n for n, ln in enumerate(run.lines) if "Shutdown progress; event=Opened" in ln)
+    assert run.lines[i + 1].endswith("IBC: CommandServer closing")
     assert not port_open(ports.command)
     assert not port_open(ports.api)
     assert not list(settings_path.glob("*/autorestart"))  # written only at the very end
@@ -266,39 +268,67 @@ def test_exit_88_relaunches_without_a_lookup(start_gateway: StartGateway) -> Non
 # -- 3. The command server ---------------------------------------------------------------------
 
 
-def test_restart_before_login_is_acknowledged_and_applied_after_login(
+def test_restart_before_the_main_window_is_acknowledged_and_nothing_else(
     start_gateway: StartGateway, ports: Ports
 ) -> None:
     """RestartTask.java:58-80 acks "RESTART in progress" first, then restart() blocks in
-    getMainWindow() (RestartTask.java:95, DefaultMainWindowManager.java:71-109) until login;
-    only then is the next minute set and "OK RESTART at" sent. RestartTask's SwitchLock is
-    never cleared: a second RESTART in the same JVM is refused (RestartTask.java:60-65)."""
-    run = start_gateway({**FAST, "LoginSeconds": "2", "RestartDelaySeconds": "0.3"})
-    run.wait_for("CommandServer started and is ready to accept commands")
+    getMainWindow() (RestartTask.java:95, DefaultMainWindowManager.java:71-109). Here nobody
+    logs in (no password in config.ini), so the main window never opens: no restart time, no
+    second reply. RestartTask's SwitchLock is never cleared (RestartTask.java:60-65)."""
+    run = start_gateway(FAST, ini={"IbPassword": ""})
+    run.wait_for("Login dialog WINDOW_OPENED")
     with socket.create_connection(("127.0.0.1", ports.command), timeout=10) as s:
         s.sendall(b"RESTART\n")
         reader = s.makefile("r")
         assert reader.readline() == "OK RESTART in progress\n"
-        assert "Login has completed" not in run.output
-        assert "ERROR RESTART already in progress" in _send(ports.command, "RESTART")
-        second = reader.readline()
-    assert re.fullmatch(r"OK RESTART at \d\d:\d\d [AP]M\n", second)
-    assert _after(run, "IBC: Login has completed", "Setting auto-restart time to")
+        assert _send(ports.command, "RESTART") == "ERROR RESTART already in progress\n"
+        s.settimeout(1.5)
+        try:
+            more = reader.readline()
+        except TimeoutError:
+            more = ""
+    assert more == ""
+    assert "Setting auto-restart time" not in run.output
+    assert run.proc.poll() is None
+
+
+def test_restart_during_2fa_sets_the_minute_at_once_and_applies_it_after_login(
+    start_gateway: StartGateway, ports: Ports, settings_path: Path
+) -> None:
+    """The Gateway's main frame opens right after the login click, before 2FA ("Found Gateway
+    main window" then the 2FA dialog, real log in IbcAlpha/IBC#207), so RESTART during a 2FA
+    wait computes the next minute and replies at once (RestartTask.java:100-124); the
+    ConfigurationTask that sets it waits for the config dialog, i.e. for login
+    (ConfigurationTask.java:32-56), and only then does the restart follow."""
+    run = start_gateway({**FAST, "Scenario": "twofa_pending", "RestartDelaySeconds": "0.3"})
+    run.wait_for("Second Factor Authentication initiated")
+    assert _after(run, "Found Gateway main window", "Second Factor Authentication initiated")
+    reply = _send(ports.command, "RESTART")
+    assert re.fullmatch(r"OK RESTART in progress\nOK RESTART at \d\d:\d\d [AP]M\n", reply)
+    run.wait_for(r"Setting auto-restart time to \d\d:\d\d [AP]M$")
+    time.sleep(1)
+    assert "Setting Auto restart time" not in run.output
+    assert "Shutdown progress" not in run.output
+    (settings_path / APPROVE_FILE).touch()
+    run.wait_for("Login has completed")
+    run.wait_for("IBC: Setting Auto restart time$")
     run.wait_for("Re-starting session")
 
 
 def test_reconnectdata_before_the_main_window_kills_the_jvm(
     start_gateway: StartGateway, ports: Ports
 ) -> None:
-    """CommandDispatcher.java:80-92: getMainWindow(1 ms) returns null before login and
-    new KeyEvent(null, ...) throws; IbcGateway.java:26-27 installs UncaughtExceptionHandler,
-    which calls exitWithException(1100) (UncaughtExceptionHandler.java:24-26): exit 76, and
-    ibcstart.sh:561-562 ends the loop."""
-    run = start_gateway({"LoginSeconds": "5"})
-    run.wait_for("CommandServer started and is ready to accept commands")
+    """CommandDispatcher.java:80-92: getMainWindow(1 ms) returns null before the main window
+    exists and new KeyEvent(null, ...) throws; IbcGateway.java:26-27 installs
+    UncaughtExceptionHandler, which calls exitWithException(1100)
+    (UncaughtExceptionHandler.java:24-26): exit 76, and ibcstart.sh:561-562 ends the loop.
+    No password in config.ini: the login dialog waits, the main window never opens."""
+    run = start_gateway(ini={"IbPassword": ""})
+    run.wait_for("Login dialog WINDOW_OPENED")
     with socket.create_connection(("127.0.0.1", ports.command), timeout=10) as s:
         s.sendall(b"RECONNECTDATA\n")
     assert run.wait(20) == 76
+    run.wait_for("An exception has occurred:")
     run.wait_for("Exiting after error with exit code=1100")
     run.wait_for("Gateway finished")
 
