@@ -542,20 +542,29 @@ class Gateway:
         self.halt(0)
 
     async def _existing_session(self) -> bool:
-        """True if the login goes on; otherwise the process exits or waits for a human."""
+        """ExistingSessionDetectedDialogHandler.java:43-103 for a login that has not completed:
+        True if the login goes on; otherwise the process exits or waits for a human."""
         action = self.launch.settings.get("ExistingSessionDetectedAction", "manual").lower()
         self._dialog("Existing session detected", "Opened")
+        if action not in ("manual", "primary", "primaryoverride", "secondary"):
+            self.console.log(
+                f"ExistingSessionDetectedAction has an invalid value: {action}: "
+                "assuming 'secondary'"
+            )
+            action = "secondary"
         self.events.record("existing_session", action=action)
-        if action in ("primary", "primaryoverride"):
-            self.console.log("End the other session and continue this one (scenario 1)")
-            return True
+        if action == "manual":
+            self.console.log("User must choose whether to continue with this session (scenario 1)")
+            self.show("Existing session detected: waiting for the user")
+            return False
         if action == "secondary":
             self.console.log("End this session and let the other session proceed (scenario 2)")
             self.halt(0)
             return False
-        self.console.log("User must decide how to handle the existing session (scenario 5)")
-        self.show("Existing session detected: waiting for the user")
-        return False
+        self.console.log(
+            "Don't know the type of the other session, so continue this one (scenario 3)"
+        )
+        return True
 
     async def _second_factor(self) -> str:
         """The 2FA dialog: "approved", "relogin" (same JVM) or "wait" (a human must act).
