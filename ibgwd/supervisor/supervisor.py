@@ -142,6 +142,7 @@ class Supervisor:
         self._extra_restarts: dict[str, int] = {}
         self._subscribers: list[Callable[[Status], None]] = []
         self._ready_sent = False
+        self._halt_reported = False  # READY=1 sent for a start halted by a failed login
         self._ready_wall = 0.0
         self._reloading = False
         self._reloads = 0
@@ -486,8 +487,18 @@ class Supervisor:
         for gateway in self._gateways.values():
             self._apply(gateway, *health.on_tick(gateway.health, now, self._policy()))
         if not self._ready_sent and not self._stopping:
-            waiting = {State.FAILED, State.RATE_LIMITED}
-            if all(g.health.state not in waiting for g in self._gateways.values()):
+            waiting = {State.FAILED, State.RATE_LIMITED, State.LOGIN_FAILED}
+            states = [g.health.state for g in self._gateways.values()]
+            if State.LOGIN_FAILED in states and not self._halt_reported:
+                # A failed login waits for an admin: end the start job (READY=1, STATUS says
+                # why) so that `systemctl start` returns, a reload can be queued, and systemd
+                # does not time the start out and restart ibgwd into another login attempt.
+                self._halt_reported = True
+                self._notifier.send(notify.ready(self._status.status_text))
+                log.error(
+                    "event=start_halted reason=login_failed status=%r", self._status.status_text
+                )
+            elif all(state not in waiting for state in states):
                 self._notifier.send(notify.extend_timeout(TICK_S * 5))
         self._publish()
         if self._watchdog_s and self._health_loop_alive(now):
@@ -863,7 +874,6 @@ class Supervisor:
     def settings(self) -> Settings:
         """The settings in force (those of the last successful reload)."""
         return self._settings
-
 
     def status(self) -> Status:
         return self._status

@@ -117,6 +117,12 @@ def properties(box: Box) -> dict[str, Any]:
     return {k: v["data"] for k, v in json.loads(r.stdout)["data"][0].items()}
 
 
+def state(box: Box) -> str:
+    """The D-Bus State property; "" while ibgwd is not (yet) on the bus."""
+    r = busctl(box, "--json=short", "get-property", DEST, OBJECT, IFACE, "State")
+    return str(json.loads(r.stdout)["data"]) if r.returncode == 0 else ""
+
+
 def status_text(box: Box) -> str:
     return stack.show(box, UNIT, "StatusText")
 
