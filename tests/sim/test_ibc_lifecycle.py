@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from ibgwd_sim import state
 from ibgwd_sim.gateway import APPROVE_FILE, TOKEN_MAGIC, user_dir_name
@@ -547,3 +550,29 @@ def test_auto_logoff_time_ends_the_jvm_with_exit_0(
     run.wait_for("Shutdown progress; event=Opened")
     run.wait_for("Gateway finished")
     assert not list(settings_path.glob("*/autorestart"))
+
+
+def _non_loopback_address() -> str | None:
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout
+    return next((a for a in out.split() if "." in a and not a.startswith("127.")), None)
+
+
+def test_api_reachable_on_other_interfaces_but_localhost_only_by_default(
+    start_gateway: StartGateway, ports: Ports
+) -> None:
+    """The API socket answers on every interface (IbcAlpha/IBC#173); a fresh Gateway stores
+    allowOnlyLocalhost="true" (ib-controller#65), so a peer that is not loopback is dropped."""
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    run = start_gateway()
+    run.wait_for("Login has completed")
+    with socket.create_connection((address, ports.api), timeout=5) as s:
+        s.sendall(b"API\0" + struct.pack(">I", 9) + b"v157..178")
+        s.settimeout(5)
+        try:
+            reply = s.recv(100)
+        except ConnectionResetError:
+            reply = b""
+    assert reply == b""
+    assert any("event=api_client_refused" in e for e in run.events())
