@@ -227,35 +227,33 @@ def test_sigterm_is_forwarded_and_a_token_still_relaunches_java(
     assert run.terminate() == 143  # this time no token is left: the loop ends
 
 
-def test_drestart_option_is_reused_after_exit_87_and_nobody_logs_in(
-    start_gateway: StartGateway, settings_path: Path
+def test_drestart_option_is_reused_when_the_lookup_finds_no_single_token(
+    start_gateway: StartGateway, ports: Ports, settings_path: Path
 ) -> None:
-    """ibcstart.sh:389-411: find_auto_restart clears neither autorestart_option nor sets it when
-    no token is found, and :561-565 relaunches on 87 with --on2fatimeout=restart, so Java gets
-    the old -Drestart; IBC then leaves the login dialog alone (AbstractLoginHandler.java:56-64,
-    SessionManager.java:57) and nobody logs in."""
+    """ibcstart.sh:389-411: find_auto_restart only sets autorestart_option when it finds exactly
+    one token and never clears it; with two tokens it deletes both and still says
+    restart_needed (:379-402), so :550-560 relaunches with the OLD -Drestart. That Java finds no
+    token, IBC leaves the login dialog alone (AbstractLoginHandler.java:56-64,
+    SessionManager.java:57) and nobody logs in. (The same reuse follows 88, :543-544, and 87
+    with --on2fatimeout=restart, :561-565.)"""
     _place_token(settings_path)
-    run = start_gateway(
-        {
-            "Scenario": "autorestart_rejected",
-            "TwoFactorFor": "paper",
-            "TwoFactorDialogSeconds": "0.3",
-        },
-        ini={
-            "ReloginAfterSecondFactorAuthenticationTimeout": "yes",
-            "SecondFactorAuthenticationExitInterval": "1",
-        },
-        on2fatimeout="restart",
-    )
-    run.wait_for("IBC returned exit status 87", timeout_s=20)
-    run.wait_for("autorestart file not found: full authentication will be required", count=1)
-    run.wait_for("Starting Gateway with this command:", count=2)
-    commands = [ln for ln in run.lines if "ibcalpha.ibc.IbcGateway" in ln]
-    assert len(commands) == 2 and all("-Drestart=" in c for c in commands)
+    run = start_gateway({**FAST, "RestartDelaySeconds": "0.3"})
+    run.wait_for("AUTORESTART_OPTION is -Drestart=" + user_dir_name("demo"))
+    run.wait_for("Login has completed")
+    other = settings_path / "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+    other.mkdir()
+    (other / "autorestart").write_bytes(TOKEN_MAGIC + b"another instance")
+    assert _send(ports.command, "RESTART").startswith("OK RESTART in progress")
+    run.wait_for("WARNING: deleting extra autorestart file found at")
+    run.wait_for("IBC will restart shortly")
     run.wait_for("Re-starting session", count=2)
-    run.wait_for("Login dialog WINDOW_OPENED", count=2)
+    commands = [ln for ln in run.lines if "ibcalpha.ibc.IbcGateway" in ln]
+    assert len(commands) == 2 and all(f"-Drestart={user_dir_name('demo')}" in c for c in commands)
+    run.wait_for("Login dialog WINDOW_OPENED", count=1)
     time.sleep(1)
-    assert run.output.count("Login attempt:") == 1
+    assert run.output.count("Login attempt:") == 0
+    assert run.output.count("Login has completed") == 1
+    assert not list(settings_path.glob("*/autorestart"))
     assert "login_not_attempted" in "\n".join(run.events())
 
 
