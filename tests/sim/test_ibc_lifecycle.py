@@ -153,7 +153,7 @@ def test_auto_restart_time_login_lines_and_restart_at_that_minute(
     time", then "changed from", "set to" or "already set to"); "Setting auto-restart time to"
     is only RestartTask's line (RestartTask.java:117). At that minute the Gateway restarts
     itself with the token, no login."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     at = (now.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%I:%M %p")
     run = start_gateway({**FAST, "ClockOffsetSeconds": offset}, ini={"AutoRestartTime": at})
     run.wait_for("IBC: Setting Auto restart time$")
@@ -173,7 +173,7 @@ def test_sunday_cold_restart_time_stops_with_coldrestart_file_and_logs_in_again(
     exiting via [File, Close] menu" (StopTask.java:58-87), exit 0; ibcstart.sh:545-548 "IBC
     will cold-restart shortly" and a full login. ClockWeekday makes the simulated clock report
     a Sunday on any weekday."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     sim_now = now + timedelta(days=(6 - now.weekday()) % 7)
     at = sim_now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     run = start_gateway(
@@ -540,7 +540,7 @@ def test_auto_logoff_time_ends_the_jvm_with_exit_0(
     """IbcTws.java:593-595 configures "Auto logoff" (ConfigureAutoLogoffOrRestartTimeTask:
     "Auto logoff time set to" when Auto restart was selected); at that time the Gateway logs
     off and exits 0 without a token, and ibcstart.sh:561-562 ends the loop with 0."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     at = (now.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%I:%M %p")
     run = start_gateway({**FAST, "ClockOffsetSeconds": offset}, ini={"AutoLogoffTime": at})
     run.wait_for(f"IBC: Auto logoff time set to {at}$")
