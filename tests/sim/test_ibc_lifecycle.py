@@ -574,3 +574,23 @@ def test_api_reachable_on_other_interfaces_but_localhost_only_by_default(
             reply = b""
     assert reply == b""
     assert any("event=api_client_refused" in e for e in run.events())
+
+
+def test_closedown_at_stops_through_the_menu_and_ends_the_loop(
+    start_gateway: StartGateway, settings_path: Path
+) -> None:
+    """IbcTws.java:382-428 (ClosedownAt, daily without a day) and :485-505 ("Gateway will be
+    shut down at"); StopTask without cold restart: "Login has completed: exiting via [File,
+    Close] menu" (StopTask.java:84-86), the shutdown phase, exit 0 and no COLDRESTART file, so
+    ibcstart.sh:561-562 ends the loop."""
+    offset, now = _near_minute_end(50)
+    at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    run = start_gateway(
+        {**FAST, "ClockOffsetSeconds": offset}, ini={"ClosedownAt": at.strftime("%H:%M")}
+    )
+    run.wait_for(f"Gateway will be shut down at {at:%Y/%m/%d %H:%M}")
+    assert run.wait(30) == 0
+    run.wait_for(r"Login has completed: exiting via \[File, Close\] menu")
+    run.wait_for("Shutdown progress; event=Opened")
+    run.wait_for("Gateway finished")
+    assert "cold-restart" not in run.output
