@@ -99,6 +99,12 @@ def week(box: Box) -> None:
         f"{kit.full_logins(box)}, held-client outages {[round(x, 1) for x in outages]} s, "
         f"total API outage {sum(outages):.1f} s"
     )
+    own = kit.gateway_outages(box)
+    extra = [round(c - g, 2) for c, g in zip(outages, own, strict=False)]
+    print(
+        f"the Gateway's own API downtime per restart {[round(x, 1) for x in own]} s; the held "
+        f"client's outage beyond it (ibgwd's relay restart + reconnect) {extra} s"
+    )
     print(f"status texts seen while restarting: {sorted(seen_texts)}")
     assert "restarting (daily restart)" in seen_texts
     assert "restarting (cold restart)" in seen_texts
