@@ -97,9 +97,6 @@ class FakeUnits:
         delay = next((ms for frag, ms in self.stop_ms.items() if frag in name), 5)
         return self._job(delay, lambda: self.units.pop(name, None))
 
-    def restart(self, name: str) -> str:
-        raise AssertionError("not used")
-
     def kill(self, name: str, signal: int) -> None:
         self._enter(f"kill{signal}", name)
         self.units.pop(name, None)
