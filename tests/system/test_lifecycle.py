@@ -29,9 +29,9 @@ def test_wrong_password_one_login_attempt_then_nothing_until_an_admin_reloads(bo
     loop would log in again and again (ibcstart.sh l.545-548); ibgwd ends it after one."""
 
     def body() -> None:
-        settings = stack.base_settings() | {
+        # The usual paper setup: TWS_USERID / TWS_PASSWORD only, the password wrong.
+        settings = {k: v for k, v in stack.base_settings().items() if not k.endswith("_PAPER")} | {
             "TWS_PASSWORD": WRONG_PASSWORD,
-            "TWS_PASSWORD_PAPER": WRONG_PASSWORD,
             "READ_ONLY_API": "no",
         }
         stack.install(box, settings)
