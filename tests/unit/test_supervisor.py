@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,9 @@ from dasbus.typing import get_native
 from gi.repository import GLib
 from settings_samples import BASE_ENV, DUAL_ENV, load
 
+from ibgwd import app
 from ibgwd.config.model import Settings
+from ibgwd.errors import UnitError
 from ibgwd.names import InstanceNames
 from ibgwd.probes.api import Outcome, ProbeResult
 from ibgwd.status import State
@@ -52,6 +55,7 @@ class FakeUnits:
     calls: list[tuple[str, str]] = field(default_factory=list)
     max_depth: int = 0
     job_type_now: str = ""
+    refuse: set[str] = field(default_factory=set)  # fragments: the next start of these fails
     state_now: str = "running"
     _pids: Iterator[int] = field(default_factory=lambda: itertools.count(100))
     _jobs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -78,6 +82,9 @@ class FakeUnits:
 
     def start_transient(self, name: str, properties: list[Property]) -> str:
         self._enter("start", name)
+        for fragment in [f for f in self.refuse if f in name]:
+            self.refuse.discard(fragment)
+            raise UnitError(f"systemd refused to start {name}: timeout")
         if name in self.units:
             raise AssertionError(f"{name} started while it runs (UnitExists)")
         desc = next(get_native(v) for k, v in properties if k == "Description")
@@ -90,9 +97,6 @@ class FakeUnits:
             return None
         delay = next((ms for frag, ms in self.stop_ms.items() if frag in name), 5)
         return self._job(delay, lambda: self.units.pop(name, None))
-
-    def restart(self, name: str) -> str:
-        raise AssertionError("not used")
 
     def kill(self, name: str, signal: int) -> None:
         self._enter(f"kill{signal}", name)
@@ -163,7 +167,7 @@ class World:
     tmp: Path
     settings_env: dict[str, str]
 
-    def make(self, env: dict[str, str] | None = None) -> sup.Supervisor:
+    def make(self, env: dict[str, str] | None = None, watchdog_s: float = 0) -> sup.Supervisor:
         env = env or self.settings_env
         settings = load(env, self.tmp)
         return sup.Supervisor(
@@ -176,7 +180,7 @@ class World:
             notifier=self.notes,
             executor=ThreadPoolExecutor(2),
             digest_key=KEY,
-            watchdog_s=0,
+            watchdog_s=watchdog_s,
         )
 
 
@@ -431,3 +435,57 @@ def test_digest_tag_round_trips_and_depends_on_key_and_content(tmp_path: Path) -
     assert plan.spec_digest(ibc, KEY) != plan.spec_digest(other, KEY)
     assert plan.spec_digest(ibc, KEY) != plan.spec_digest(ibc, b"x" * 32)
     assert plan.digest_of(ibc.description) == ""
+
+
+def test_shutdown_action_defaults_to_pause_on_a_host_and_stop_in_a_container(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "container"
+    assert app.shutdown_action("", marker) == "pause"
+    assert app.shutdown_action("stop", marker) == "stop"
+    marker.write_text("podman\n")
+    assert app.shutdown_action("", marker) == "stop"
+    assert app.shutdown_action("pause", marker) == "pause"
+
+
+def test_digest_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "unit-digest.key"
+    key = app.digest_key(path)
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert app.digest_key(path) == key
+
+
+def test_a_refused_start_is_retried_from_what_runs_then(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sup, "RETRY_CONVERGE_S", 0.2)
+    world.units.refuse = {"ibc-live"}
+    s = world.make()
+    s.start()
+    run_until(lambda: ready(s) and relay_running(world))
+    assert "event=start_failed" in caplog.text
+    assert world.units.started("display") == 1  # running already: not started again
+    assert world.units.started("ibc-live") == 2  # the refused call, then the retry
+
+
+def test_watchdog_pings_only_while_probes_keep_completing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sup, "TICK_S", 0.2)
+    s = world.make(watchdog_s=0.1)
+    s.start()
+    run_until(lambda: ready(s))
+    drain(0.5)
+    assert world.notes.sent.count("WATCHDOG=1") >= 3
+    release = threading.Event()
+
+    def wedged(*args: Any, **kwargs: Any) -> ProbeResult:
+        release.wait(30)  # a probe that never returns: the health loop makes no progress
+        return ProbeResult(Outcome.OK, 0.001, 176)
+
+    monkeypatch.setattr(sup, "probe_handshake", wedged)
+    drain(5)  # longer than interval + 2 timeouts + 2 ticks
+    pings = world.notes.sent.count("WATCHDOG=1")
+    drain(1)
+    release.set()
+    assert world.notes.sent.count("WATCHDOG=1") == pings  # systemd will restart ibgwd
