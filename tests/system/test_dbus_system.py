@@ -389,7 +389,12 @@ def test_ibgwdctl_status_and_systemctl_reload_wait_for_the_reload(box: Box) -> N
     assert status["state"] == "ready" and status["ready"] is True
     assert status["gateways"]["paper"]["api_up"] is True
     assert status["gateways"]["paper"]["relay_port"] == 4004
-    assert {c["name"] for c in status["components"]} == {"display", "ibc-paper", "relay-paper"}
+    assert {c["name"] for c in status["components"]} == {
+        "guard",
+        "display",
+        "ibc-paper",
+        "relay-paper",
+    }
 
     # Enabling VNC by reload: when `systemctl reload` returns, the VNC unit already runs.
     write_settings(box, settings | {"VNC_SERVER_PASSWORD": VNC_PASSWORD})
