@@ -124,7 +124,17 @@ def guard_spec(settings: Settings, names: InstanceNames) -> UnitSpec:
         exec_start=("/bin/sh", "-c", keep, "ibgwd-guard", rules),
         restart="always",
         restart_s=1.0,
-        exec_stop_post=((NFT, f"table {table} {{}}\ndelete table {table}"),),
+        # SIGTERM ignored (and so for nft): ibgwd's stop signals every process of a unit that
+        # is not gone yet, this one included, and the table must not outlive the instance.
+        exec_stop_post=(
+            (
+                "/bin/sh",
+                "-c",
+                f'trap "" TERM; exec {NFT} "$1"',
+                "ibgwd-guard-stop",
+                f"table {table} {{}}\ndelete table {table}",
+            ),
+        ),
         user="root",
         # nftables.service starts with `flush ruleset`: load ours after it at boot.
         after=("nftables.service",),

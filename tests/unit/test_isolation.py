@@ -105,13 +105,9 @@ def test_guard_unit_is_root_with_net_admin_only_and_deletes_its_table_on_stop(
     assert props["ExecStartPre"] == [("/usr/sbin/nft", ["/usr/sbin/nft", rules], False)]
     # The main process re-applies the same rules; the stop deletes the table (never failing).
     assert props["ExecStart"][0][1][-1] == rules and props["Restart"] == "always"
-    assert props["ExecStopPost"] == [
-        (
-            "/usr/sbin/nft",
-            ["/usr/sbin/nft", "table inet ibgwd_default {}\ndelete table inet ibgwd_default"],
-            False,
-        )
-    ]
+    stop_post = props["ExecStopPost"][0][1]
+    assert stop_post[:3] == ["/bin/sh", "-c", 'trap "" TERM; exec /usr/sbin/nft "$1"']
+    assert stop_post[-1] == "table inet ibgwd_default {}\ndelete table inet ibgwd_default"
     assert props["CapabilityBoundingSet"] == 1 << 12  # CAP_NET_ADMIN, the last value wins
     assert props["RestrictAddressFamilies"] == (True, ["AF_UNIX", "AF_NETLINK"])
     assert "PrivateNetwork" not in props  # it must change the host's network namespace
