@@ -22,6 +22,7 @@ APT_PACKAGES=(
     podman runc buildah catatonit uidmap
     python3-service-identity  # tests: vncdotool's Twisted needs it with Debian's pyOpenSSL
     nftables  # runtime: each instance's port guard (ibgwd/isolation/firewall.py)
+    xauth  # tests: the X cookie file is read back by the real tool
 )
 
 missing=()
