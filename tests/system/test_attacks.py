@@ -222,10 +222,16 @@ def test_an_instance_cannot_read_another_instances_secrets(running: Box) -> None
     own = read_as(box, GW, DEFAULT_CONFIG_INI)
     assert own.returncode == 0 and "IbPassword=" in own.stdout  # control
     assert read_as(box, ALT_USER, "/run/ibgwd/alt/ibc/config-paper.ini").returncode == 0
+    # An ssh key installed the way docs/migration.md says (for SSH_TUNNEL).
+    key = "/var/lib/ibgwd/default/ssh/id_ed25519"
+    box.run("install", "-d", "-o", GW, "-g", GW, "-m", "700", "/var/lib/ibgwd/default/ssh")
+    box.run("install", "-o", GW, "-g", GW, "-m", "600", "/dev/null", key)
+    assert read_as(box, GW, key).returncode == 0
     ibc_pid = main_pid(box, "ibgwd-default-ibc-paper.service")
     stolen = {
         path: read_as(box, ALT_USER, path).returncode
         for path in (
+            key,
             DEFAULT_CONFIG_INI,
             "/run/ibgwd/default/vnc/passwd",
             DEFAULT_XAUTH,
