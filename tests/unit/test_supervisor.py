@@ -273,6 +273,7 @@ def test_adoption_replaces_only_what_differs_and_stops_leftovers(world: World) -
     first.stop(StopKind.DETACH)
     ibc_live = world.units.units["ibgwd-default-ibc-live.service"].pid
     display = world.units.units["ibgwd-default-display.service"].pid
+    relays = {m: world.units.units[NAMES.unit("relay", m)].pid for m in ("live", "paper")}
 
     world.files.digests = {"ibc-paper": "new config.ini"}  # only paper's config changed
     world.settings_env = DUAL_ENV | FAST
@@ -282,6 +283,10 @@ def test_adoption_replaces_only_what_differs_and_stops_leftovers(world: World) -
     assert world.units.units["ibgwd-default-ibc-live.service"].pid == ibc_live
     assert world.units.units["ibgwd-default-display.service"].pid == display
     assert world.units.started("ibc-paper") == 2 and world.units.started("ibc-live") == 1
+    # The relay in front of the restarted Gateway was stopped (it would accept and drop clients
+    # while the Gateway logs in) and started again once the API answered; the other was kept.
+    assert world.units.units["ibgwd-default-relay-live.service"].pid == relays["live"]
+    assert world.units.units["ibgwd-default-relay-paper.service"].pid != relays["paper"]
 
     # A mode switched off while ibgwd was down: its units are leftovers and get stopped.
     second.stop(StopKind.DETACH)
