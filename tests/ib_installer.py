@@ -5,7 +5,8 @@ self-extracting shell script. What install-gateway relies on, and what this simu
 
 - The preamble cuts its trailing gzip'd tar off itself with the line
   ``tail -c <N> "$prg_dir/${progname}" > sfx_archive.tar.gz`` (public install4j unpackers read
-  N from exactly that line: nixpkgs' ``ib-tws`` derivation, ``sed -nE 's/^tail -c ([0-9]+).*/\\1/p'``).
+  N from exactly that line, e.g. nixpkgs' ``ib-tws`` derivation:
+  ``sed -nE 's/^tail -c ([0-9]+).*/\\1/p'``).
 - That tar holds ``i4jparams.conf``, whose ``<variable name="buildInfo" value="Build 10.30.1t,
   <date>"/>`` carries the version (nixpkgs' ib-tws updater: ``grep buildInfo
   *.dir/i4jparams.conf | sed -E 's/.*name="buildInfo" value="Build (\\S+) .*/\\1/'``).

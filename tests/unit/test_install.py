@@ -15,13 +15,19 @@ import pytest
 from ibgwd.errors import InstallError
 from ibgwd.install import ChecksumError, Component, DownloadError, Layout, current_version, main
 from ibgwd.install import run as install_run
-from ibgwd.install.fetch import NotFoundError
+from ibgwd.install.fetch import NotFoundError, format_progress
+from ibgwd.install.installer import (
+    NotAnInstallerError,
+    read_version,
+    sfx_length,
+    version_from_params,
+)
 from ibgwd.install.plan import (
     Arch,
     Channel,
     UnverifiedError,
-    arch_for_machine,
     UsageError,
+    arch_for_machine,
     check_prefix,
     check_sha256,
     check_version,
@@ -31,13 +37,6 @@ from ibgwd.install.plan import (
     parse_checksum_file,
     parse_gateway_version_json,
     version_from_filename,
-)
-from ibgwd.install.fetch import format_progress
-from ibgwd.install.installer import (
-    NotAnInstallerError,
-    read_version,
-    sfx_length,
-    version_from_params,
 )
 from ibgwd.install.runner import harden_tree
 from ibgwd.install.transaction import NoHooks, check_prefix_safe, extract_ibc
