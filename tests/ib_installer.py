@@ -111,6 +111,7 @@ def build_installer(path: Path, version: str, *, hook: str = "", simulated: bool
             (payload / ".install4j" / "inst_jre.cfg").unlink()
         sfx = _sfx(version, payload)
     script = PREAMBLE.format(version=version, length=len(sfx), hook=hook).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(script + sfx)
     path.chmod(0o755)
     return path

@@ -88,6 +88,24 @@ def _create_user(name: str) -> None:
         raise InstallError(f"{argv[0]} could not create the user {name!r}: {proc.stderr.strip()}")
 
 
+def _check_reachable(directory: Path, account: Account) -> None:
+    """The installer's user must be able to enter every directory down to its work directory."""
+    for d in [*reversed(directory.parents), directory]:
+        st = d.stat()
+        if st.st_uid == account.uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == account.gid:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            raise InstallError(
+                f"IB's installer runs as the user {account.name}, who cannot enter {d} (mode "
+                f"{stat.S_IMODE(st.st_mode):o}); use a --prefix below directories that others "
+                "may enter (o+x), such as /opt/ibgwd (the default); nothing was installed"
+            )
+
+
 def _tail(output: bytes) -> str:
     return " | ".join(output.decode("utf-8", "replace").strip().splitlines()[-5:])
 
@@ -108,6 +126,7 @@ class UnprivilegedInstallerRunner:
     def run(self, installer: Path, target: Path) -> None:
         account = ensure_install_user(self._user)
         work = target.parent
+        _check_reachable(work.parent, account)
         home = work / "home"
         fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
