@@ -88,9 +88,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
-        description="Download (or take local files), verify and install IB Gateway and IBC "
-        "side by side by version, then point ibgwd at them. IB's installer runs as the "
-        "unprivileged user ibgwd-install. IB publishes no checksum for its installer: a "
+        description="Download (or take local files), verify and install IB Gateway and IBC\n"
+        "side by side by version, then point ibgwd at them. IB's installer runs as the\n"
+        "unprivileged user ibgwd-install. IB publishes no checksum for its installer: a\n"
         "download is refused unless pinned with --sha256 or accepted with --allow-unverified.",
         epilog="examples:\n"
         "  ibgwd install-gateway --from ibgateway-stable-standalone-linux-x64.sh "

@@ -119,6 +119,8 @@ def test_readme_install_on_a_server_runs_as_written(
     assert box.run("readlink", "/opt/ibgwd/ibgateway/current").stdout.strip() == "10.30.1t"
     uid = box.run("cat", "/opt/ibgwd/ibgateway/current/.install4j/installer.uid").stdout.strip()
     assert uid == box.run("id", "-u", "ibgwd-install").stdout.strip() and uid != "0"
+    # ...in a transient, sandboxed unit (systemd is PID 1 here)
+    assert "IB Gateway installer (ibgwd install-gateway)" in box.journal()
     # enable --now returned once ready; ibgwdctl says so; the credential was the password.
     status = next(out for step, out in outputs.items() if step.startswith("ibgwdctl status"))
     assert "ready" in status, status

@@ -15,7 +15,7 @@ import pytest
 from ibgwd.errors import InstallError
 from ibgwd.install import ChecksumError, Component, DownloadError, Layout, current_version, main
 from ibgwd.install import run as install_run
-from ibgwd.install.fetch import NotFoundError, format_progress
+from ibgwd.install.fetch import NotFoundError, TtyProgress, format_progress
 from ibgwd.install.installer import (
     NotAnInstallerError,
     read_version,
@@ -738,3 +738,30 @@ def test_progress_line_shows_size_rate_and_time_left() -> None:
     line = format_progress(50 << 20, 200 << 20, 10.0)
     assert line == "50.0 MiB of 200.0 MiB (25 %), 5.0 MiB/s, 30 s left"
     assert format_progress(3 << 20, None, 1.0) == "3.0 MiB, 3.0 MiB/s"
+
+
+def test_progress_is_drawn_on_a_terminal_only() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        p = TtyProgress("downloading x.sh", stream)
+        p(1 << 20, 2 << 20)
+        p(2 << 20, 2 << 20)
+        p.finish()
+    assert pipe.getvalue() == ""
+    lines = tty.getvalue()
+    assert lines.startswith("\r\x1b[Kdownloading x.sh: 1.0 MiB of 2.0 MiB (50 %)")
+    assert "2.0 MiB of 2.0 MiB (100 %)" in lines and lines.endswith("\n")
+
+
+def test_installing_needs_root_listing_does_not(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["--from", "x.sh", "--prefix", str(tmp_path)]) == 77
+    assert "must run as root" in capsys.readouterr().err
+    assert main(["--list", "--prefix", str(tmp_path)]) == 0
+    assert "(none installed)" in capsys.readouterr().out
