@@ -19,6 +19,7 @@ planted can make a later write by root land elsewhere.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import pwd
@@ -88,6 +89,12 @@ def _create_user(name: str) -> None:
         raise InstallError(f"{argv[0]} could not create the user {name!r}: {proc.stderr.strip()}")
 
 
+def installer_unit_name(prefix: Path) -> str:
+    """``ibgwd-gateway-installer-<8 hex digits of the prefix>.service``."""
+    digest = hashlib.sha256(str(prefix).encode()).hexdigest()[:8]
+    return f"ibgwd-gateway-installer-{digest}.service"
+
+
 def _check_reachable(directory: Path, account: Account) -> None:
     """The installer's user must be able to enter every directory down to its work directory."""
     for d in [*reversed(directory.parents), directory]:
@@ -149,7 +156,11 @@ class UnprivilegedInstallerRunner:
             self._run_setpriv(account, work, env, argv)
 
     def _run_unit(self, account: Account, work: Path, env: dict[str, str], argv: list[str]) -> None:
-        cmd = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
+        # One name per prefix: an installer left running by a killed install-gateway is
+        # stopped here (the caller holds the prefix's lock), never run twice side by side.
+        unit = installer_unit_name(work.parent.parent)
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, timeout=120, check=False)
+        cmd = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", f"--unit={unit}",
                f"--uid={account.uid}", f"--gid={account.gid}", f"--working-directory={work}",
                "--description=IB Gateway installer (ibgwd install-gateway)",
                f"--property=ReadWritePaths={work}",

@@ -42,7 +42,11 @@ def prefix_parent() -> Iterator[Path]:
 @pytest.fixture
 def work(tmp_path: Path, prefix_parent: Path) -> dict[str, Path]:
     return {
-        "gw1": build_installer(tmp_path / "ibgateway-10.30.1t-standalone-linux-x64.sh", "10.30.1t"),
+        "gw1": build_installer(
+            tmp_path / "ibgateway-10.30.1t-standalone-linux-x64.sh",
+            "10.30.1t",
+            hook='env > "$dir/.install4j/environment"',
+        ),
         "gw2": build_installer(tmp_path / README_INSTALLER, "10.37.1o"),
         "hang": build_installer(tmp_path / "hang" / README_INSTALLER, "10.37.1o", hook=HANG),
         "fail": build_installer(tmp_path / "fail" / README_INSTALLER, "10.37.1o", hook=FAIL),
@@ -91,7 +95,7 @@ def install_user_uid() -> int:
 
 def test_install_from_local_files_runs_the_installer_unprivileged(work: dict[str, Path]) -> None:
     sha = hashlib.sha256(work["gw1"].read_bytes()).hexdigest()
-    proc = cli([*args(work), "--sha256", sha])
+    proc = cli([*args(work), "--sha256", sha], IBGWD_CALLER_ENV_MARKER="leak")
     assert proc.returncode == 0, proc.stderr
     assert state(work["prefix"]) == OLD_STATE
     gw = work["prefix"] / "ibgateway" / "10.30.1t"
@@ -99,6 +103,9 @@ def test_install_from_local_files_runs_the_installer_unprivileged(work: dict[str
     # the simulated installer recorded who ran it: the install user, never root
     uid = int((gw / ".install4j" / "installer.uid").read_text())
     assert uid == install_user_uid() and uid != 0
+    environment = (gw / ".install4j" / "environment").read_text()
+    assert "IBGWD_CALLER_ENV_MARKER" not in environment  # an empty environment, not ours
+    assert f"HOME={work['prefix']}/.staging-" in environment
     # ...and everything it wrote is root's now, writable by no one else
     for path in [gw, *gw.rglob("*")]:
         st = path.lstat()
