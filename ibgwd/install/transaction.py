@@ -1,5 +1,9 @@
 """Installing under the prefix all-or-nothing: lock, stage, verify, build, rename, switch links.
 
+IB's installer runs unprivileged into the staging directory (runner.py) and what it wrote is
+made root's before root touches it; the prefix must be writable by root only, so no other user
+can plant a link that root's renames, link switches or lock would follow.
+
 Everything is built in ``<prefix>/.staging-*`` (same filesystem as the targets), then each
 version directory is renamed into place and each ``current`` symlink is replaced atomically
 (symlink to a temporary name + rename). A failure or an exception rolls back what was already
@@ -36,12 +40,7 @@ from ibgwd.install.plan import (
     checksum_problem,
     parse_checksum_file,
 )
-from ibgwd.install.runner import (
-    INSTALL_USER,
-    MODE_MASK,
-    UnprivilegedInstallerRunner,
-    harden_tree,
-)
+from ibgwd.install.runner import INSTALL_USER, MODE_MASK, harden_tree
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +67,14 @@ class NoHooks:
 
 
 class InstallerRunner(Protocol):
+    """Runs IB's installer into ``target``.
+
+    ``target``'s parent is a fresh directory that only root can reach by name; the runner may
+    hand it to an unprivileged user. When ``run`` returns, nothing it started may still run:
+    the caller then takes the directory back and makes the tree root's (runner.harden_tree).
+    """
+
     def run(self, installer: Path, target: Path) -> None: ...
-
-
-ShellInstallerRunner = UnprivilegedInstallerRunner  # the name earlier versions used
 
 
 @dataclass(frozen=True)
