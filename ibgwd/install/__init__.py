@@ -262,9 +262,16 @@ def _list(layout: Layout, out: TextIO) -> None:
 
 def _use(layout: Layout, args: argparse.Namespace, out: TextIO) -> None:
     wanted = [(Component.GATEWAY, args.use), (Component.IBC, args.ibc_use)]
-    for component, version in wanted:
-        if version is not None:
-            check_version("--use" if component is Component.GATEWAY else "--ibc-use", version)
+    for component, version in wanted:  # both checked before either link changes
+        if version is None:
+            continue
+        check_version("--use" if component is Component.GATEWAY else "--ibc-use", version)
+        have = installed_versions(layout, component)
+        if version not in have:
+            raise InstallError(
+                f"{component.title} {version} is not installed under {layout.root(component)} "
+                f"(installed: {', '.join(have) or 'none'}); nothing was changed"
+            )
     for component, version in wanted:
         if version is None:
             continue
@@ -288,7 +295,7 @@ def run(
     args = _parser().parse_args(list(argv))
     layout = Layout(check_prefix(args.prefix))
     if args.list or args.use or args.ibc_use:
-        clash = [f"--{k.split('_', 1)[-1]}" for k in _INSTALL_ONLY if getattr(args, k)]
+        clash = any(getattr(args, k) for k in _INSTALL_ONLY)
         if clash or (args.list and (args.use or args.ibc_use)):
             raise UsageError(
                 "--list, --use and --ibc-use do not install: use them alone (with --prefix)"

@@ -730,6 +730,9 @@ def test_list_and_use_roll_back_to_an_installed_version(files: dict[str, Path]) 
     assert os.readlink(files["prefix"] / "ibc" / "current") == "3.20.0"
     with pytest.raises(InstallError, match=r"10\.1\.1 is not installed .*installed: 10\.30\.1t, "):
         do(["--use", "10.1.1", *prefix])
+    with pytest.raises(InstallError, match=r"IBC 9\.9 is not installed"):
+        do(["--use", "10.37.1o", "--ibc-use", "9.9", *prefix])
+    assert os.readlink(files["prefix"] / "ibgateway" / "current") == "10.30.1t"  # unchanged
     with pytest.raises(UsageError, match="do not install"):
         do(["--use", "10.30.1t", "--from", str(files["gw1"]), *prefix])
 
