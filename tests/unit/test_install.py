@@ -768,3 +768,22 @@ def test_installing_needs_root_listing_does_not(
     assert "must run as root" in capsys.readouterr().err
     assert main(["--list", "--prefix", str(tmp_path)]) == 0
     assert "(none installed)" in capsys.readouterr().out
+
+
+def test_downloaded_installer_of_another_version_than_announced_is_refused(
+    tmp_path: Path,
+) -> None:
+    from ib_installer import build_installer
+
+    inst = build_installer(tmp_path / "x.sh", "10.38.1a", simulated=False)  # version.json: 10.37.1o
+    p = pages()
+    p[gateway_installer_url(Channel.STABLE)] = inst.read_bytes()
+    p[ibc_zip_url("3.24.2") + ".sha256"] = sha(p[ibc_zip_url("3.24.2")]).encode()
+    with pytest.raises(
+        InstallError, match=r"is IB Gateway 10\.38\.1a, not 10\.37\.1o as announced"
+    ):
+        do(
+            [*DOWNLOAD, "--allow-unverified", "--prefix", str(tmp_path / "opt")],
+            fetcher=FakeFetcher(p),
+        )
+    assert os.listdir(tmp_path / "opt" / "ibgateway") == []
