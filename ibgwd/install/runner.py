@@ -167,7 +167,7 @@ class UnprivilegedInstallerRunner:
                f"--property=RuntimeMaxSec={self._timeout_s:.0f}"]  # fmt: skip
         cmd += [f"--property={p}" for p in SANDBOX]
         cmd += [f"--setenv={k}={v}" for k, v in env.items()]
-        log.info("run installer unit user=%s work=%s", account.name, work)
+        log.info("run installer unit=%s user=%s work=%s", unit, account.name, work)
         try:
             proc = subprocess.run(
                 [*cmd, "--", *argv],
@@ -177,10 +177,15 @@ class UnprivilegedInstallerRunner:
                 timeout=self._timeout_s + 60,
                 check=False,
             )
-        except subprocess.TimeoutExpired as e:
-            raise InstallError(
-                f"IB Gateway installer did not finish within {self._timeout_s:.0f} s"
-            ) from e
+        except BaseException as e:  # a timeout or Ctrl-C: the unit must not outlive us
+            subprocess.run(
+                ["systemctl", "stop", unit], capture_output=True, timeout=120, check=False
+            )
+            if isinstance(e, subprocess.TimeoutExpired):
+                raise InstallError(
+                    f"IB Gateway installer did not finish within {self._timeout_s:.0f} s"
+                ) from e
+            raise
         if proc.returncode != 0:
             raise InstallError(
                 f"IB Gateway installer exited with status {proc.returncode} "
