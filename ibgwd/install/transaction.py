@@ -189,6 +189,20 @@ def check_unverified(source: Source, allow_unverified: bool) -> None:
     )
 
 
+def check_root_only(directory: Path) -> None:
+    """Refuse a directory install-gateway writes in that is a link or that others can write."""
+    st = directory.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        kind = (
+            "a symbolic link" if stat.S_ISLNK(st.st_mode) else f"mode {stat.S_IMODE(st.st_mode):o}"
+        )
+        raise InstallError(
+            f"{directory} must be a directory that only root can write (it is {kind}, owner "
+            f"uid {st.st_uid}): another user could plant links there that root would follow; "
+            f"fix it with: chown root:root {directory} && chmod go-w {directory}"
+        )
+
+
 def check_prefix_safe(prefix: Path) -> None:
     """Refuse a prefix that a user other than root could redirect with a planted link.
 
@@ -374,9 +388,11 @@ def run_install(
     prefix = Path(layout.prefix)
     check_prefix_safe(prefix)
     prefix.mkdir(mode=0o755, parents=True, exist_ok=True)
+    check_root_only(prefix)
     components = [s.component for s in sources]
     for component in components:
         Path(layout.root(component)).mkdir(mode=0o755, exist_ok=True)
+        check_root_only(Path(layout.root(component)))
     results: list[Installed] = []
     todo: list[tuple[Source, Path, str, bool]] = []
     with _locked(Path(layout.lock_file)):
@@ -486,6 +502,7 @@ def use_version(layout: Layout, component: Component, version: str) -> str | Non
             f"{component.title} {version} is not installed under {layout.root(component)} "
             f"(installed: {have})"
         )
+    check_root_only(Path(layout.root(component)))
     with _locked(Path(layout.lock_file)):
         link = Path(layout.current(component))
         if link.exists() and not link.is_symlink():

@@ -787,3 +787,18 @@ def test_downloaded_installer_of_another_version_than_announced_is_refused(
             fetcher=FakeFetcher(p),
         )
     assert os.listdir(tmp_path / "opt" / "ibgateway") == []
+
+
+def test_a_component_directory_another_user_can_write_is_refused(files: dict[str, Path]) -> None:
+    """A migrated layout where ibgateway/ belongs to the Gateway's user: it could plant an
+    .old-* directory that the clean-up of an interrupted run would rename into a version."""
+    do(local(files))
+    root = files["prefix"] / "ibgateway"
+    os.chown(root, 65534, 65534)
+    planted = root / ".old-0123abcd-10.37.1o"
+    planted.mkdir()
+    with pytest.raises(InstallError, match=r"ibgateway must be a directory that only root can"):
+        do(local(files, "gw2", "ibc2"))
+    assert not (root / "10.37.1o").exists() and planted.exists()
+    with pytest.raises(InstallError, match="only root can write"):
+        do(["--use", "10.30.1t", "--prefix", str(files["prefix"])])
