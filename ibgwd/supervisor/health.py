@@ -56,6 +56,7 @@ HALTED = (State.FAILED, State.RATE_LIMITED, State.STOPPING, State.LOGIN_FAILED)
 DAILY = "daily restart"
 COLD = "cold restart"
 SOFT = "soft restart"
+LOGOFF = "daily logoff"  # AUTO_LOGOFF_TIME: the Gateway exits without a token; a new login follows
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,11 @@ def on_ibc_unit(h: Health, alive: bool, now: float, policy: Policy) -> tuple[Hea
     was_alive, h = h.ibc_alive, replace(h, ibc_alive=alive)
     if alive or not was_alive or h.state in HALTED:
         return h, []
+    if h.state is State.RESTARTING and h.restart_reason == LOGOFF:
+        # The Gateway's own daily logoff ends IBC's launcher (no token): start a new login,
+        # planned, not a recovery (the settings asked for it).
+        h = _enter(replace(h, step=0), State.RESTARTING, now, "logged off: starting a new login")
+        return h, [Action.RESTART_IBC_UNIT]
     return escalate(h, now, policy, "IBC's launcher exited")
 
 
