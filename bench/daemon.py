@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import random
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,7 @@ from typing import Any
 from bench.cbuild import Tools
 from bench.relay import ibgwd_relay_argv
 from bench.stats import median, percentile, ratio, spread
+from ibgwd.units.spec import wait_for_x
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "system")]
@@ -31,6 +33,11 @@ log = logging.getLogger(__name__)
 
 INBOX_DIR = "/usr/local/lib/ibgwd-bench"
 INBOX = f"{INBOX_DIR}/inbox.py"
+FLOOR = f"{INBOX_DIR}/floor_daemon.py"
+FLOOR_UNIT = "bench-floor.service"
+FLOOR_METRICS_PORT = 9199
+OLD_FOLLOWER_UNIT = "bench-journalctl.service"
+SHIPPED_PROBE_INTERVAL_S = 10.0  # ibgwd.config.spec PROBE_INTERVAL's default
 UNIT = "ibgwd.service"
 IBC = "ibgwd-default-ibc-paper.service"
 SIM_EVENTS = "/var/lib/ibgwd/default/settings/sim-events.log"
@@ -50,6 +57,7 @@ BENCH_SETTINGS = {
 class DaemonParams:
     ready_reps: int
     failure_reps: int
+    continuity_reps: int
     idle_s: float
     scrapes: int
     scrape_lat_reps: int
@@ -59,7 +67,8 @@ class DaemonParams:
 
 FULL = DaemonParams(
     ready_reps=3,
-    failure_reps=3,
+    failure_reps=4,
+    continuity_reps=2,
     idle_s=60,
     scrapes=200,
     scrape_lat_reps=4,
@@ -69,6 +78,7 @@ FULL = DaemonParams(
 QUICK = DaemonParams(
     ready_reps=1,
     failure_reps=1,
+    continuity_reps=1,
     idle_s=5,
     scrapes=20,
     scrape_lat_reps=1,
@@ -90,6 +100,7 @@ def bench_box(tools: Tools, settings: Mapping[str, str]) -> Iterator[Box]:
             {"LoginSeconds": str(LOGIN_S), "RestartDelaySeconds": str(RESTART_DELAY_S)},
         )
         box.copy_in(REPO / "bench" / "inbox.py", INBOX)
+        box.copy_in(REPO / "bench" / "floor_daemon.py", FLOOR)
         box.copy_in(tools.echosrv, f"{INBOX_DIR}/echosrv")
         box.copy_in(tools.rtclient, f"{INBOX_DIR}/rtclient")
         box.run("chmod", "-R", "a+rX", INBOX_DIR)
@@ -167,11 +178,11 @@ def sim_first(events: list[tuple[float, str]], needle: str, after: float = 0.0) 
 class Poller:
     """A real ib_async client in the box, armed before the action, retrying until it works."""
 
-    def __init__(self, box: Box, *, after_failure: bool) -> None:
+    def __init__(self, box: Box, *, after_failure: bool, port: int = 4004) -> None:
         self._box = box
         armed = f"/run/bench-poll-{time.monotonic_ns()}"
         self._armed = box.path(armed)
-        args = ["poll", "4004", armed] + (["--after-failure"] if after_failure else [])
+        args = ["poll", str(port), armed] + (["--after-failure"] if after_failure else [])
         self._pool = concurrent.futures.ThreadPoolExecutor(1)
         self._future = self._pool.submit(inbox, box, *args, timeout=300)
         deadline = time.monotonic() + 60
@@ -302,12 +313,21 @@ def measure_soft_restart(box: Box) -> dict[str, Any]:
 # ---- (3) failure detection ----------------------------------------------------------------
 
 
-def measure_failure(box: Box, kind: str) -> dict[str, Any]:
+def measure_failure(box: Box, kind: str, phase: float) -> dict[str, Any]:
+    """``phase`` in [0, 1): where in the probe cycle the fault lands (a fixed sleep after READY
+    would always hit the same point of the cycle, and report one point as a distribution)."""
     box.run("systemctl", "reset-failed", UNIT, check=False)  # start rate limit of systemd
     box.run("systemctl", "restart", UNIT, timeout=180)  # fresh recovery budget
     _wait_ready(box)
+    ready = first(journal_since(box, time.time() - 30), "event=ready")
     time.sleep(2)
     poller = Poller(box, after_failure=True)
+    # Probes run at about READY + k × interval (each is scheduled when the last one ended, so
+    # the cycle drifts by the probe's latency, a few ms): aim at ``phase`` of the cycle.
+    interval = float(BENCH_SETTINGS["PROBE_INTERVAL"])
+    if ready is not None:
+        wait = (ready - time.time()) % interval + phase * interval
+        time.sleep(wait)
     ibc_pid = stack.show(box, IBC, "MainPID")
     t0 = time.time()
     if kind == "frozen":
@@ -319,6 +339,7 @@ def measure_failure(box: Box, kind: str) -> dict[str, Any]:
     recovering = first(j, "to=recovering")
     ready = first(j, "to=ready", after=recovering or t0)
     return {
+        "phase": round(phase, 3),
         "detected_s": _d(first(j, "event=state mode=paper from=ready"), t0),
         "recovery_start_s": _d(recovering, t0),
         "ready_again_s": _d(ready, t0),
@@ -330,6 +351,9 @@ def measure_failure(box: Box, kind: str) -> dict[str, Any]:
 
 
 def measure_footprint(box: Box, tools: Tools, p: DaemonParams) -> dict[str, Any]:
+    """ibgwd (every process of its unit) next to its baselines, over the same idle window with
+    the same probe interval: the floor daemon (bench/floor_daemon.py) and the journalctl
+    follower ibgwd used to spawn, measured alone."""
     del tools
     # Idle cost with the shipped probe settings (the failure benchmarks above use 1 s probes).
     conf = box.path("/etc/ibgwd/ibgwd.conf")
@@ -338,15 +362,43 @@ def measure_footprint(box: Box, tools: Tools, p: DaemonParams) -> dict[str, Any]
     box.run("systemctl", "reset-failed", UNIT, check=False)
     box.run("systemctl", "restart", UNIT, timeout=120)
     _wait_ready(box)
+    box.run(
+        "systemd-run",
+        f"--unit={FLOOR_UNIT}",
+        "--property=Type=notify",
+        "--property=WatchdogSec=60",
+        "/usr/bin/python3",
+        FLOOR,
+        str(FLOOR_METRICS_PORT),
+        "4002",
+        f"{SHIPPED_PROBE_INTERVAL_S:g}",
+    )
+    box.run(
+        "systemd-run",
+        f"--unit={OLD_FOLLOWER_UNIT}",
+        "journalctl",
+        "--follow",
+        "--lines=0",
+        "--output=cat",
+        f"--unit={IBC}",
+    )
     time.sleep(3)
-    pid = stack.show(box, UNIT, "MainPID")
-    cpu0 = int(stack.show(box, UNIT, "CPUUsageNSec") or 0)
-    idle = inbox(box, "idle", pid, str(p.idle_s), timeout=p.idle_s + 60)
-    cpu1 = int(stack.show(box, UNIT, "CPUUsageNSec") or 0)
-    idle["unit_cpu_percent"] = (cpu1 - cpu0) / 1e9 / idle["seconds"] * 100
-    url = "http://127.0.0.1:9108/metrics"
-    scrape = inbox(box, "scrape", url, str(p.scrapes))
-    return {"idle": idle, "scrape": scrape, "relay_under_scrapes": _relay_under_scrapes(box, p)}
+    units = (UNIT, FLOOR_UNIT, OLD_FOLLOWER_UNIT)
+    idle = inbox(box, "idleunits", str(p.idle_s), *units, timeout=p.idle_s + 60)
+    scrape = inbox(box, "scrape", "http://127.0.0.1:9108/metrics", str(p.scrapes))
+    floor_scrape = inbox(
+        box, "scrape", f"http://127.0.0.1:{FLOOR_METRICS_PORT}/metrics", str(p.scrapes)
+    )
+    box.run("systemctl", "stop", FLOOR_UNIT, OLD_FOLLOWER_UNIT, check=False)
+    return {
+        "probe_interval_s": SHIPPED_PROBE_INTERVAL_S,
+        "idle": idle[UNIT],
+        "floor_idle": idle[FLOOR_UNIT],
+        "old_follower_idle": idle[OLD_FOLLOWER_UNIT],
+        "scrape": scrape,
+        "floor_scrape": floor_scrape,
+        "relay_under_scrapes": _relay_under_scrapes(box, p),
+    }
 
 
 def _relay_under_scrapes(box: Box, p: DaemonParams) -> dict[str, Any]:
@@ -390,6 +442,211 @@ def _relay_under_scrapes(box: Box, p: DaemonParams) -> dict[str, Any]:
         "p99_us_idle": spread(samples["idle"]),
         "p99_us_scraped": spread(samples["scraped"]),
         "ratio": ratio(median(samples["scraped"]), median(samples["idle"])),
+    }
+
+
+# ---- baseline: the gateway without ibgwd ---------------------------------------------------
+
+
+def _exec_argv(box: Box, unit: str) -> list[str]:
+    """argv of a running unit's ExecStart (ours have no spaces in their arguments)."""
+    text = stack.show(box, unit, "ExecStart")
+    return text.split("argv[]=", 1)[1].split(" ;", 1)[0].split()
+
+
+def measure_bare(box: Box) -> dict[str, Any]:
+    """The same simulated gateway started without ibgwd, as the old image's scripts do: Xvfb,
+    then ibcstart.sh with the config.ini ibgwd rendered; a client polls the API port itself."""
+    _wait_ready(box)
+    argv = _exec_argv(box, IBC)
+    ini = box.path("/run/ibgwd/default/ibc/config-paper.ini").read_bytes()
+    box.run("systemctl", "stop", UNIT, timeout=120)
+    bare = box.path("/run/bench-bare")
+    bare.mkdir(exist_ok=True)
+    (bare / "config.ini").write_bytes(ini)  # 0600 in a 0700 directory: it holds the password
+    box.run("chown", "-R", "ibgateway:", "/run/bench-bare")
+    box.run("chmod", "0700", "/run/bench-bare")
+    box.run("chmod", "0600", "/run/bench-bare/config.ini")
+    argv = [
+        ("--ibc-ini=/run/bench-bare/config.ini" if a.startswith("--ibc-ini=") else a) for a in argv
+    ]
+    settings = next(a.split("=", 1)[1] for a in argv if a.startswith("--tws-settings-path="))
+    common = ["--property=User=ibgateway", "--setenv=HOME=/var/lib/ibgwd/default/home"]
+    box.run(
+        "systemd-run",
+        "--unit=bench-bare-x",
+        *common,
+        "/usr/bin/Xvfb",
+        ":1",
+        "-screen",
+        "0",
+        "1024x768x24",
+        "-nolisten",
+        "tcp",
+    )
+    box.run(*wait_for_x(1), timeout=30)  # what ibgwd's IBC unit waits for, too
+    poller = Poller(box, after_failure=False, port=4002)
+    t0 = time.time()
+    try:
+        box.run(
+            "systemd-run",
+            "--unit=bench-bare-ibc",
+            *common,
+            f"--working-directory={settings}",
+            "--setenv=DISPLAY=:1",
+            *argv,
+        )
+        client = poller.result()
+    finally:
+        box.run("systemctl", "stop", "bench-bare-ibc", "bench-bare-x", check=False, timeout=120)
+    sim = sim_events(box, t0)
+    return {
+        "total_s": _d(client, t0),
+        "sim_startup_s": _d(sim_first(sim, "event=starting"), t0),
+        "api_open_s": _d(sim_first(sim, "event=api_open"), t0),
+    }
+
+
+# ---- continuity: API outage and full logins per event ------------------------------------
+
+
+class OutageWatch:
+    """A real client on the relay port, trying every 50 ms, armed before the event."""
+
+    def __init__(self, box: Box, port: int = 4004) -> None:
+        self._box = box
+        stamp = time.monotonic_ns()
+        armed, self._stop = f"/run/bench-outage-{stamp}", f"/run/bench-outage-{stamp}.stop"
+        self._pool = concurrent.futures.ThreadPoolExecutor(1)
+        self._future = self._pool.submit(
+            inbox, box, "outage", str(port), armed, self._stop, timeout=900
+        )
+        stack.wait_for(lambda: box.path(armed).exists() or self._future.done(), 60, "the client")
+        time.sleep(0.5)
+
+    def result(self) -> dict[str, Any]:
+        self._box.path(self._stop).touch()
+        out: dict[str, Any] = self._future.result()
+        self._pool.shutdown()
+        return out
+
+
+def full_logins(events: list[tuple[float, str]]) -> dict[str, int]:
+    """Sessions of the simulated gateway that logged in with credentials (the ones that cost a
+    2FA approval with a real account), as against sessions IBC restored from the Gateway's
+    autorestart token; and 2FA prompts actually shown."""
+    full = restored = 0
+    resumed = False
+    for _, e in events:
+        if "event=starting" in e:
+            resumed = False
+        elif "event=autorestart_consumed" in e:
+            resumed = True
+        elif "event=login_completed" in e:
+            if resumed:
+                restored += 1
+            else:
+                full += 1
+    prompts = sum("event=twofa_initiated" in e for _, e in events)
+    return {"full_logins": full, "restored_sessions": restored, "twofa_prompts": prompts}
+
+
+def _command_port(box: Box) -> int:
+    for line in box.path("/run/ibgwd/default/ibc/config-paper.ini").read_text().splitlines():
+        if line.startswith("CommandServerPort="):
+            return int(line.split("=", 1)[1])
+    raise RuntimeError("no CommandServerPort in config-paper.ini")
+
+
+def gateway_restart(box: Box) -> None:
+    """The Gateway's own daily restart (AutoRestartTime): IBC's RESTART command, which takes the
+    same path (autorestart token, exit, relaunch), sent to IBC directly, not through ibgwd."""
+    port = _command_port(box)
+    t0 = time.time()
+    box.run(
+        "/usr/bin/python3",
+        "-c",
+        "import sys; from ibgwd.ibc.command import send_command; "
+        "send_command('127.0.0.1', int(sys.argv[1]), 'RESTART', 5)",
+        str(port),
+        env={"PYTHONPATH": stack.SRC},
+    )
+    stack.wait_for(
+        lambda: sim_first(sim_events(box, t0), "event=api_open") is not None,
+        120,
+        "the Gateway back after its restart",
+    )
+
+
+def ibgwd_restart(box: Box) -> None:
+    box.run("systemctl", "reset-failed", UNIT, check=False)
+    box.run("systemctl", "restart", UNIT, timeout=180)
+
+
+def upgrade(box: Box) -> None:
+    """What `apt upgrade` of the package does to a running ibgwd (dh_installsystemd
+    --restart-after-upgrade): new files, then `systemctl restart ibgwd.service`. Emulated: the
+    same code is copied in again (a real .deb round trip is tests/system/test_deb.py's job)."""
+    box.copy_in(REPO / "ibgwd", f"{stack.SRC}/ibgwd")
+    box.run("chmod", "-R", "a+rX", stack.SRC)
+    box.run("systemctl", "daemon-reload")
+    ibgwd_restart(box)
+
+
+def ibgwd_crash(box: Box) -> None:
+    """kill -9 of ibgwd; systemd restarts it (Restart=on-failure, after RestartSec)."""
+    pid = stack.show(box, UNIT, "MainPID")
+    box.run("kill", "-9", pid)
+    stack.wait_for(lambda: stack.show(box, UNIT, "MainPID") not in ("0", pid), 60, "a new ibgwd")
+    _wait_ready(box, 180)
+
+
+EVENTS = {
+    "nightly_restart": gateway_restart,
+    "ibgwd_restart": ibgwd_restart,
+    "upgrade": upgrade,
+}
+SETTLE_S = 3.0
+
+
+def measure_event(box: Box, kind: str) -> dict[str, Any]:
+    _wait_ready(box)
+    watch = OutageWatch(box)
+    t0 = time.time()
+    EVENTS[kind](box)
+    _wait_ready(box, 180)
+    time.sleep(SETTLE_S)
+    out = watch.result()
+    return {
+        "outage_s": round(out["outage_s"], 3),
+        "recovered": out["recovered"],
+        **full_logins(sim_events(box, t0)),
+    }
+
+
+def measure_week(box: Box) -> dict[str, Any]:
+    """A week in fast motion: the week's one cold start (its login is the mandatory weekly one),
+    six nightly restarts of the Gateway, one crash of ibgwd, one `systemctl restart ibgwd`, one
+    package upgrade. Not included: reboots, a wrong password, the weekly cold restart."""
+    box.run("systemctl", "stop", UNIT, timeout=120)
+    box.run("systemctl", "reset-failed", UNIT, check=False)
+    t0 = time.time()
+    stack.start(box)
+    _wait_ready(box)
+    watch = OutageWatch(box)
+    steps = ["nightly_restart"] * 3 + ["ibgwd_crash", "nightly_restart", "ibgwd_restart"]
+    steps += ["nightly_restart", "upgrade", "nightly_restart"]
+    for step in steps:
+        (ibgwd_crash if step == "ibgwd_crash" else EVENTS[step])(box)
+        _wait_ready(box, 180)
+        time.sleep(1)
+    time.sleep(SETTLE_S)
+    out = watch.result()
+    return {
+        "steps": ["cold_start", *steps],
+        "outage_s_after_start": round(out["outage_s"], 3),
+        "recovered": out["recovered"],
+        **full_logins(sim_events(box, t0)),
     }
 
 
@@ -470,27 +727,61 @@ def run(tools: Tools, p: DaemonParams) -> dict[str, Any]:
     with bench_box(tools, stack.base_settings() | BENCH_SETTINGS) as box:
         stack.start(box)
         _wait_ready(box)
-        ready: dict[str, list[dict[str, Any]]] = {"start": [], "restart": [], "soft_restart": []}
+        ready: dict[str, list[dict[str, Any]]] = {
+            "bare": [],
+            "start": [],
+            "restart": [],
+            "soft_restart": [],
+        }
         for rep in range(p.ready_reps):
+            ready["bare"].append(measure_bare(box))  # leaves ibgwd stopped
             ready["start"].append(measure_start(box))
             ready["restart"].append(measure_restart(box))
             ready["soft_restart"].append(measure_soft_restart(box))
             log.info("event=ready_rep_done rep=%d", rep + 1)
         out["ready"] = {"raw": ready, "summary": _summarize_ready(ready)}
+        rng = random.Random()
+        seed = rng.randrange(1 << 30)
+        rng.seed(seed)
         failure: dict[str, list[dict[str, Any]]] = {"frozen": [], "killed": []}
+        phases = {}
+        for kind in failure:
+            # stratified: one fault in each 1/reps of the probe cycle, in random order
+            strata = [(i + rng.random()) / p.failure_reps for i in range(p.failure_reps)]
+            rng.shuffle(strata)
+            phases[kind] = strata
         for rep in range(p.failure_reps):
             for kind in ("frozen", "killed") if rep % 2 == 0 else ("killed", "frozen"):
-                failure[kind].append(measure_failure(box, kind))
+                failure[kind].append(measure_failure(box, kind, phases[kind][rep]))
             log.info("event=failure_rep_done rep=%d", rep + 1)
         bound = float(BENCH_SETTINGS["PROBE_INTERVAL"]) * int(BENCH_SETTINGS["PROBE_FAILURES"])
         out["failure"] = {
             "raw": failure,
+            "seed": seed,
             "bound_s": bound,
             "probe_interval_s": float(BENCH_SETTINGS["PROBE_INTERVAL"]),
+            "probe_timeout_s": float(BENCH_SETTINGS["PROBE_TIMEOUT"]),
             "summary": {
                 k: {f: spread([r[f] for r in v if r[f] is not None]) for f in v[0]}
                 for k, v in failure.items()
             },
+        }
+        continuity: dict[str, list[dict[str, Any]]] = {kind: [] for kind in EVENTS}
+        for rep in range(p.continuity_reps):
+            for kind in EVENTS:
+                continuity[kind].append(measure_event(box, kind))
+            log.info("event=continuity_rep_done rep=%d", rep + 1)
+        week = measure_week(box)
+        out["continuity"] = {
+            "raw": continuity,
+            "summary": {
+                kind: {
+                    f: spread([r[f] for r in runs])
+                    for f in ("outage_s", "full_logins", "twofa_prompts")
+                }
+                for kind, runs in continuity.items()
+            },
+            "week": week,
         }
         out["footprint"] = measure_footprint(box, tools, p)
     out["scale"] = []
@@ -502,7 +793,14 @@ def run(tools: Tools, p: DaemonParams) -> dict[str, Any]:
 
 def _summarize_ready(ready: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
+    bare = ready.get("bare", [])
+    summary["bare"] = {
+        k: spread([r[k] for r in bare if r[k] is not None])
+        for k in ("total_s", "sim_startup_s", "api_open_s")
+    }
     for kind, runs in ready.items():
+        if kind == "bare":
+            continue
         parts = {
             k: median([r["parts_s"][k] for r in runs if r["parts_s"][k] is not None])
             for k in runs[0]["parts_s"]
@@ -515,6 +813,14 @@ def _summarize_ready(ready: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             ),
             "parts_s": parts,
         }
+    # ibgwd's start against the gateway started without it, rep by rep (same run, same box)
+    pairs = [
+        (s["total_s"], b["total_s"])
+        for s, b in zip(ready.get("start", []), bare, strict=False)
+        if s["total_s"] is not None and b["total_s"] is not None
+    ]
+    summary["start"]["vs_bare_s"] = spread([round(a - b, 4) for a, b in pairs])
+    summary["start"]["vs_bare_ratio"] = median([ratio(a, b) for a, b in pairs])
     return summary
 
 

@@ -34,9 +34,21 @@ def test_quick_benchmark_run_measures_every_part_and_writes_results(
     daemon = results["daemon"]
     for kind in ("start", "restart", "soft_restart"):
         assert daemon["ready"]["raw"][kind][0]["total_s"] is not None, kind
+    assert daemon["ready"]["raw"]["bare"][0]["total_s"] is not None  # the same-run baseline
     for kind in ("frozen", "killed"):
         assert daemon["failure"]["raw"][kind][0]["recovery_start_s"] is not None, kind
-    assert daemon["footprint"]["idle"]["rss_kib"] > 0
+        assert 0 <= daemon["failure"]["raw"][kind][0]["phase"] < 1, kind
+    for kind, runs in daemon["continuity"]["raw"].items():
+        assert runs[0]["recovered"], kind
+        assert runs[0]["outage_s"] >= 0, kind
+    week = daemon["continuity"]["week"]
+    assert week["full_logins"] >= 1 and week["restored_sessions"] >= 1
+    footprint = daemon["footprint"]
+    for part in ("idle", "floor_idle", "old_follower_idle"):
+        assert footprint[part]["rss_kib"] > 0, part
+    assert footprint["floor_scrape"]["n"] > 0
     assert all(s["ready"] == s["instances"] for s in daemon["scale"])
-    assert "| relay |" in (tmp_path / "latest.md").read_text()
+    text = (tmp_path / "latest.md").read_text()
+    assert "| relay |" in text
+    assert "## Verdicts" in text
     assert "| relay |" in r.stdout
