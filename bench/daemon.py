@@ -57,7 +57,7 @@ BENCH_SETTINGS = {
 class DaemonParams:
     ready_reps: int
     failure_reps: int
-    continuity_reps: int
+    week_quick: bool
     idle_s: float
     scrapes: int
     scrape_lat_reps: int
@@ -68,7 +68,7 @@ class DaemonParams:
 FULL = DaemonParams(
     ready_reps=3,
     failure_reps=4,
-    continuity_reps=2,
+    week_quick=False,
     idle_s=60,
     scrapes=200,
     scrape_lat_reps=4,
@@ -78,7 +78,7 @@ FULL = DaemonParams(
 QUICK = DaemonParams(
     ready_reps=1,
     failure_reps=1,
-    continuity_reps=1,
+    week_quick=True,
     idle_s=5,
     scrapes=20,
     scrape_lat_reps=1,
@@ -91,13 +91,15 @@ QUICK = DaemonParams(
 
 
 @contextlib.contextmanager
-def bench_box(tools: Tools, settings: Mapping[str, str]) -> Iterator[Box]:
+def bench_box(
+    tools: Tools, settings: Mapping[str, str], sim: Mapping[str, str] | None = None
+) -> Iterator[Box]:
     box = Box.start()
     try:
         stack.install(
             box,
             settings,
-            {"LoginSeconds": str(LOGIN_S), "RestartDelaySeconds": str(RESTART_DELAY_S)},
+            sim or {"LoginSeconds": str(LOGIN_S), "RestartDelaySeconds": str(RESTART_DELAY_S)},
         )
         box.copy_in(REPO / "bench" / "inbox.py", INBOX)
         box.copy_in(REPO / "bench" / "floor_daemon.py", FLOOR)
@@ -257,17 +259,23 @@ def measure_start(box: Box) -> dict[str, Any]:
 
 
 def measure_restart(box: Box) -> dict[str, Any]:
+    """`systemctl restart ibgwd`: when the Gateway outlives ibgwd the client may never fail;
+    then the time to a served client is 0 (it was served throughout)."""
     _wait_ready(box)
     box.run("systemctl", "reset-failed", UNIT, check=False)  # start rate limit of systemd
-    poller = Poller(box, after_failure=True)
+    watch = OutageWatch(box)
     t0 = time.time()
     box.run("systemctl", "restart", UNIT, timeout=180)
     returned = time.time()
-    client = poller.result()
+    _wait_ready(box)
+    time.sleep(SETTLE_S)
+    out = watch.result()
+    client = out["windows"][-1][1] if out["windows"] else None
     j = journal_since(box, t0)
     stopped = first(j, "Stopped ibgwd.service") or first(j, "Deactivated successfully")
     result = _startup_parts(box, stopped or t0, client)
-    result["total_s"] = _d(client, t0)
+    result["interrupted"] = bool(out["windows"])
+    result["total_s"] = _d(client, t0) if client is not None else 0.0
     result["overhead_s"] = None if client is None else round(client - t0 - LOGIN_S, 4)
     result["parts_s"] = {"stop": _d(stopped, t0), **result["parts_s"]}
     result["systemctl_restart_returned_s"] = round(returned - t0, 4)
@@ -551,33 +559,6 @@ def full_logins(events: list[tuple[float, str]]) -> dict[str, int]:
     return {"full_logins": full, "restored_sessions": restored, "twofa_prompts": prompts}
 
 
-def _command_port(box: Box) -> int:
-    for line in box.path("/run/ibgwd/default/ibc/config-paper.ini").read_text().splitlines():
-        if line.startswith("CommandServerPort="):
-            return int(line.split("=", 1)[1])
-    raise RuntimeError("no CommandServerPort in config-paper.ini")
-
-
-def gateway_restart(box: Box) -> None:
-    """The Gateway's own daily restart (AutoRestartTime): IBC's RESTART command, which takes the
-    same path (autorestart token, exit, relaunch), sent to IBC directly, not through ibgwd."""
-    port = _command_port(box)
-    t0 = time.time()
-    box.run(
-        "/usr/bin/python3",
-        "-c",
-        "import sys; from ibgwd.ibc.command import send_command; "
-        "send_command('127.0.0.1', int(sys.argv[1]), 'RESTART', 5)",
-        str(port),
-        env={"PYTHONPATH": stack.SRC},
-    )
-    stack.wait_for(
-        lambda: sim_first(sim_events(box, t0), "event=api_open") is not None,
-        120,
-        "the Gateway back after its restart",
-    )
-
-
 def ibgwd_restart(box: Box) -> None:
     box.run("systemctl", "reset-failed", UNIT, check=False)
     box.run("systemctl", "restart", UNIT, timeout=180)
@@ -598,55 +579,124 @@ def ibgwd_crash(box: Box) -> None:
     pid = stack.show(box, UNIT, "MainPID")
     box.run("kill", "-9", pid)
     stack.wait_for(lambda: stack.show(box, UNIT, "MainPID") not in ("0", pid), 60, "a new ibgwd")
-    _wait_ready(box, 180)
 
 
-EVENTS = {
-    "nightly_restart": gateway_restart,
-    "ibgwd_restart": ibgwd_restart,
-    "upgrade": upgrade,
-}
+IBGWD_EVENTS = {"ibgwd_crash": ibgwd_crash, "ibgwd_restart": ibgwd_restart, "upgrade": upgrade}
 SETTLE_S = 3.0
+# The Gateway's clock is compressed as in tests/system/test_lifecycle_week.py: each relaunched
+# Gateway sees 15 s before its AutoRestartTime (ibgwd's default 11:45 PM), or before Sunday's
+# TWS_COLD_RESTART; on one day it sees 75 s before, which leaves room for ibgwd's own events.
+WEEK_SIM = {"ShutdownSeconds": "2", "LoginSeconds": "1", "RestartDelaySeconds": "2"}
+NIGHT = "23:44:45"
+ROOMY_NIGHT = "23:43:45"
+COLD = "07:04:45"
+WEEK_SETTINGS = {"TWS_COLD_RESTART": "07:05", "LOGIN_TIMEOUT": "60"}
+# (what happens, the clock the Gateway relaunched by it sees): a week from Monday night on
+FULL_WEEK = [
+    ("start", (NIGHT, "monday")),
+    ("nightly_restart", (NIGHT, "tuesday")),
+    ("nightly_restart", (ROOMY_NIGHT, "wednesday")),
+    ("ibgwd_crash", None),
+    ("ibgwd_restart", None),
+    ("upgrade", None),
+    ("nightly_restart", (NIGHT, "thursday")),
+    ("nightly_restart", (NIGHT, "friday")),
+    ("nightly_restart", (NIGHT, "saturday")),
+    ("nightly_restart", (COLD, "sunday")),
+    ("cold_restart", ("12:00:00", "sunday")),
+]
+QUICK_WEEK = [
+    ("start", (ROOMY_NIGHT, "saturday")),
+    ("ibgwd_crash", None),
+    ("ibgwd_restart", None),
+    ("upgrade", None),
+    ("nightly_restart", (COLD, "sunday")),
+    ("cold_restart", ("12:00:00", "sunday")),
+]
 
 
-def measure_event(box: Box, kind: str) -> dict[str, Any]:
-    _wait_ready(box)
-    watch = OutageWatch(box)
-    t0 = time.time()
-    EVENTS[kind](box)
-    _wait_ready(box, 180)
-    time.sleep(SETTLE_S)
-    out = watch.result()
+def _count(box: Box, event: str) -> int:
+    return sum(1 for _, e in sim_events(box, 0) if f"event={event}" in e)
+
+
+def measure_week(tools: Tools, quick: bool) -> dict[str, Any]:
+    """A week in fast motion, in a box of its own, with a real client on the relay port all
+    along: each step's API outage and full logins, and the week's. The Gateway's own nightly
+    restarts and Sunday's cold restart come from its (simulated) clock as in production;
+    ibgwd is crashed, restarted and upgraded in between. Not included: reboots, a wrong
+    password."""
+    import lifecycle_kit as kit  # the simulated clock of the lifecycle tests
+
+    plan = QUICK_WEEK if quick else FULL_WEEK
+    settings = stack.base_settings() | BENCH_SETTINGS | WEEK_SETTINGS
+    first_clock = plan[0][1]
+    assert first_clock is not None
+    hh, mm, ss = (int(x) for x in first_clock[0].split(":"))
+    start_clock = f"{hh:02d}:{mm:02d}:{max(ss - 15, 0):02d}"  # the start takes a few seconds
+    with bench_box(tools, settings, WEEK_SIM | kit.sim_clock(start_clock, first_clock[1])) as box:
+        wall0 = time.time()
+        stack.start(box)
+        _wait_ready(box)
+        watch = OutageWatch(box)
+        steps: list[dict[str, Any]] = []
+        restarts = _count(box, "shutdown_started")
+        for kind, clock in plan[1:]:
+            t0 = time.time()
+            if kind in IBGWD_EVENTS:
+                IBGWD_EVENTS[kind](box)
+            else:
+                stack.wait_for(
+                    lambda n=restarts: _count(box, "shutdown_started") > n,
+                    150,
+                    f"the Gateway's {kind}",
+                    0.1,
+                )
+                restarts += 1
+                if clock is not None:
+                    stack.write_sim_conf(box, WEEK_SIM | kit.sim_clock(*clock))
+                down = [t for t, e in sim_events(box, 0) if "event=shutdown_started" in e][-1]
+                stack.wait_for(
+                    lambda t=down: sim_first(sim_events(box, t), "event=api_open") is not None,
+                    150,
+                    f"the Gateway back after its {kind}",
+                    0.1,
+                )
+            _wait_ready(box, 180)
+            time.sleep(1)
+            steps.append({"kind": kind, "t0": t0, "t1": time.time()})
+        time.sleep(SETTLE_S)
+        out = watch.result()
+        events = sim_events(box, 0)
+    for i, step in enumerate(steps):
+        end = steps[i + 1]["t0"] if i + 1 < len(steps) else float("inf")
+        mine = [w for w in out["windows"] if step["t0"] <= w[0] < end]
+        step["outage_s"] = round(sum(b - a for a, b in mine), 3)
+        step.update(full_logins([(t, e) for t, e in events if step["t0"] <= t < end]))
+    week = full_logins([(t, e) for t, e in events if t >= steps[0]["t0"]]) if steps else {}
     return {
+        "steps": steps,
+        "days": len([s for s in steps if s["kind"] in ("nightly_restart", "cold_restart")]),
+        "full_logins_at_start": full_logins([(t, e) for t, e in events if t < steps[0]["t0"]])[
+            "full_logins"
+        ]
+        if steps
+        else None,
         "outage_s": round(out["outage_s"], 3),
         "recovered": out["recovered"],
-        **full_logins(sim_events(box, t0)),
+        "wall_s": round(time.time() - wall0, 1),
+        **week,
     }
 
 
-def measure_week(box: Box) -> dict[str, Any]:
-    """A week in fast motion: the week's one cold start (its login is the mandatory weekly one),
-    six nightly restarts of the Gateway, one crash of ibgwd, one `systemctl restart ibgwd`, one
-    package upgrade. Not included: reboots, a wrong password, the weekly cold restart."""
-    box.run("systemctl", "stop", UNIT, timeout=120)
-    box.run("systemctl", "reset-failed", UNIT, check=False)
-    t0 = time.time()
-    stack.start(box)
-    _wait_ready(box)
-    watch = OutageWatch(box)
-    steps = ["nightly_restart"] * 3 + ["ibgwd_crash", "nightly_restart", "ibgwd_restart"]
-    steps += ["nightly_restart", "upgrade", "nightly_restart"]
-    for step in steps:
-        (ibgwd_crash if step == "ibgwd_crash" else EVENTS[step])(box)
-        _wait_ready(box, 180)
-        time.sleep(1)
-    time.sleep(SETTLE_S)
-    out = watch.result()
+def summarize_week(week: dict[str, Any]) -> dict[str, Any]:
+    kinds = sorted({s["kind"] for s in week["steps"]})
     return {
-        "steps": ["cold_start", *steps],
-        "outage_s_after_start": round(out["outage_s"], 3),
-        "recovered": out["recovered"],
-        **full_logins(sim_events(box, t0)),
+        kind: {
+            f: spread([s[f] for s in week["steps"] if s["kind"] == kind])
+            for f in ("outage_s", "full_logins", "twofa_prompts")
+        }
+        | {"n": sum(s["kind"] == kind for s in week["steps"])}
+        for kind in kinds
     }
 
 
@@ -766,24 +816,10 @@ def run(tools: Tools, p: DaemonParams) -> dict[str, Any]:
                 for k, v in failure.items()
             },
         }
-        continuity: dict[str, list[dict[str, Any]]] = {kind: [] for kind in EVENTS}
-        for rep in range(p.continuity_reps):
-            for kind in EVENTS:
-                continuity[kind].append(measure_event(box, kind))
-            log.info("event=continuity_rep_done rep=%d", rep + 1)
-        week = measure_week(box)
-        out["continuity"] = {
-            "raw": continuity,
-            "summary": {
-                kind: {
-                    f: spread([r[f] for r in runs])
-                    for f in ("outage_s", "full_logins", "twofa_prompts")
-                }
-                for kind, runs in continuity.items()
-            },
-            "week": week,
-        }
         out["footprint"] = measure_footprint(box, tools, p)
+    week = measure_week(tools, quick=p.week_quick)
+    out["continuity"] = {"week": week, "summary": summarize_week(week)}
+    log.info("event=week_done")
     out["scale"] = []
     for n in p.scale:
         out["scale"].append(measure_scale(tools, n))
