@@ -397,7 +397,9 @@ def measure_footprint(box: Box, tools: Tools, p: DaemonParams) -> dict[str, Any]
     floor_scrape = inbox(
         box, "scrape", f"http://127.0.0.1:{FLOOR_METRICS_PORT}/metrics", str(p.scrapes)
     )
-    box.run("systemctl", "stop", FLOOR_UNIT, OLD_FOLLOWER_UNIT, check=False)
+    box.run("systemctl", "stop", OLD_FOLLOWER_UNIT, check=False)
+    under_scrapes = _relay_under_scrapes(box, p)
+    box.run("systemctl", "stop", FLOOR_UNIT, check=False)
     return {
         "probe_interval_s": SHIPPED_PROBE_INTERVAL_S,
         "idle": idle[UNIT],
@@ -405,31 +407,37 @@ def measure_footprint(box: Box, tools: Tools, p: DaemonParams) -> dict[str, Any]
         "old_follower_idle": idle[OLD_FOLLOWER_UNIT],
         "scrape": scrape,
         "floor_scrape": floor_scrape,
-        "relay_under_scrapes": _relay_under_scrapes(box, p),
+        "relay_under_scrapes": under_scrapes,
     }
 
 
 def _relay_under_scrapes(box: Box, p: DaemonParams) -> dict[str, Any]:
     """Relay p99 (ibgwd's relay command in front of the C echo backend) with and without
-    20 Hz scrapes of the real ibgwd's /metrics, alternating."""
+    20 Hz scrapes of the real ibgwd's /metrics, and of the floor daemon's (the same-run
+    baseline: what any prometheus_client scrape costs the box), rotating."""
     box.run("systemd-run", "--unit=bench-echo", f"{INBOX_DIR}/echosrv", "/run/bench-echo.port")
     stack.wait_for(lambda: box.path("/run/bench-echo.port").exists(), 10, "echo backend")
     api = int(box.path("/run/bench-echo.port").read_text())
     relay_port = 14999
     box.run("systemd-run", "--unit=bench-relay", *ibgwd_relay_argv(api, relay_port))
     time.sleep(0.5)
-    samples: dict[str, list[float]] = {"idle": [], "scraped": []}
+    urls = {
+        "scraped": "http://127.0.0.1:9108/metrics",
+        "scraped_floor": f"http://127.0.0.1:{FLOOR_METRICS_PORT}/metrics",
+    }
+    samples: dict[str, list[float]] = {"idle": [], "scraped": [], "scraped_floor": []}
+    order = list(samples)
     try:
         for rep in range(p.scrape_lat_reps):
-            for case in ("idle", "scraped") if rep % 2 == 0 else ("scraped", "idle"):
-                if case == "scraped":
+            for case in order[rep % 3 :] + order[: rep % 3]:
+                if case in urls:
                     box.run(
                         "systemd-run",
                         "--unit=bench-scraper",
                         "/usr/bin/python3",
                         INBOX,
                         "scrapeloop",
-                        "http://127.0.0.1:9108/metrics",
+                        urls[case],
                         "20",
                     )
                     time.sleep(0.5)
@@ -442,14 +450,16 @@ def _relay_under_scrapes(box: Box, p: DaemonParams) -> dict[str, Any]:
                     timeout=300,
                 )
                 samples[case].append(json.loads(r.stdout)["p99_us"])
-                if case == "scraped":
+                if case in urls:
                     box.run("systemctl", "stop", "bench-scraper", check=False)
     finally:
         box.run("systemctl", "stop", "bench-relay", "bench-echo", check=False)
     return {
         "p99_us_idle": spread(samples["idle"]),
         "p99_us_scraped": spread(samples["scraped"]),
+        "p99_us_scraped_floor": spread(samples["scraped_floor"]),
         "ratio": ratio(median(samples["scraped"]), median(samples["idle"])),
+        "ratio_floor": ratio(median(samples["scraped_floor"]), median(samples["idle"])),
     }
 
 
