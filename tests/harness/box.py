@@ -101,12 +101,13 @@ def alive(pid: int | None, started: int | None) -> bool:
 
 
 def cgroup_pids(cg: Path) -> list[int]:
-    """Every process in the cgroup subtree."""
+    """Every process in the cgroup subtree. Sub-cgroups come and go while this walks (a unit
+    stopping during teardown): one that vanished has no processes left to count."""
     pids: list[int] = []
-    for procs in cg.rglob("cgroup.procs"):
+    for dirpath, _dirs, _files in os.walk(cg, onerror=lambda _exc: None):
         try:
-            pids.extend(int(x) for x in procs.read_text().split())
-        except FileNotFoundError:
+            pids.extend(int(x) for x in Path(dirpath, "cgroup.procs").read_text().split())
+        except OSError:  # removed between the listing and the read
             continue
     return pids
 
