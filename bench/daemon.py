@@ -372,6 +372,7 @@ def measure_footprint(box: Box, tools: Tools, p: DaemonParams) -> dict[str, Any]
     _wait_ready(box)
     box.run(
         "systemd-run",
+        "--collect",
         f"--unit={FLOOR_UNIT}",
         "--property=Type=notify",
         "--property=WatchdogSec=60",
@@ -383,6 +384,7 @@ def measure_footprint(box: Box, tools: Tools, p: DaemonParams) -> dict[str, Any]
     )
     box.run(
         "systemd-run",
+        "--collect",
         f"--unit={OLD_FOLLOWER_UNIT}",
         "journalctl",
         "--follow",
@@ -415,11 +417,17 @@ def _relay_under_scrapes(box: Box, p: DaemonParams) -> dict[str, Any]:
     """Relay p99 (ibgwd's relay command in front of the C echo backend) with and without
     20 Hz scrapes of the real ibgwd's /metrics, and of the floor daemon's (the same-run
     baseline: what any prometheus_client scrape costs the box), rotating."""
-    box.run("systemd-run", "--unit=bench-echo", f"{INBOX_DIR}/echosrv", "/run/bench-echo.port")
+    box.run(
+        "systemd-run",
+        "--collect",
+        "--unit=bench-echo",
+        f"{INBOX_DIR}/echosrv",
+        "/run/bench-echo.port",
+    )
     stack.wait_for(lambda: box.path("/run/bench-echo.port").exists(), 10, "echo backend")
     api = int(box.path("/run/bench-echo.port").read_text())
     relay_port = 14999
-    box.run("systemd-run", "--unit=bench-relay", *ibgwd_relay_argv(api, relay_port))
+    box.run("systemd-run", "--collect", "--unit=bench-relay", *ibgwd_relay_argv(api, relay_port))
     time.sleep(0.5)
     urls = {
         "scraped": "http://127.0.0.1:9108/metrics",
@@ -433,6 +441,7 @@ def _relay_under_scrapes(box: Box, p: DaemonParams) -> dict[str, Any]:
                 if case in urls:
                     box.run(
                         "systemd-run",
+                        "--collect",
                         "--unit=bench-scraper",
                         "/usr/bin/python3",
                         INBOX,
@@ -492,6 +501,7 @@ def measure_bare(box: Box) -> dict[str, Any]:
     common = ["--property=User=ibgateway", "--setenv=HOME=/var/lib/ibgwd/default/home"]
     box.run(
         "systemd-run",
+        "--collect",
         "--unit=bench-bare-x",
         *common,
         "/usr/bin/Xvfb",
@@ -508,6 +518,7 @@ def measure_bare(box: Box) -> dict[str, Any]:
     try:
         box.run(
             "systemd-run",
+            "--collect",
             "--unit=bench-bare-ibc",
             *common,
             f"--working-directory={settings}",
