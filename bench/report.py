@@ -261,7 +261,7 @@ def ready_tables(ready: dict[str, Any], sim_login: float, sim_restart: float, ou
         [
             "soft Restart over D-Bus",
             _f(s["soft_restart"]["total_s"], 2),
-            f"{sim_restart + sim_login:g} (restart delay + login)",
+            f"{sim_restart + sim_login:g} (restart delay + shutdown + login)",
             "",
             _f(s["soft_restart"]["overhead_s"], 2),
             "",
@@ -607,10 +607,14 @@ def markdown(results: dict[str, Any]) -> str:
         parts += [
             f"## Time to ready\n\nSettings: {params['settings']}; the simulated gateway's "
             f"LoginSeconds = {params['sim_login_s']:g}, RestartDelaySeconds = "
-            f"{params['sim_restart_delay_s']:g}. Median (min–max) of {params['ready_reps']}. "
+            f"{params['sim_restart_delay_s']:g}, ShutdownSeconds = "
+            f"{params.get('sim_shutdown_s', '-')}. Median (min–max) of {params['ready_reps']}. "
             "Baseline, in each repetition: the same gateway started without ibgwd.\n",
             ready_tables(
-                d["ready"], params["sim_login_s"], params["sim_restart_delay_s"], verdicts
+                d["ready"],
+                params["sim_login_s"],
+                params["sim_restart_delay_s"] + params.get("sim_shutdown_s", 0),
+                verdicts,
             ),
         ]
     if "failure" in d:
