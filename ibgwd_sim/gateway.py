@@ -83,12 +83,18 @@ def user_dir_name(user: str) -> str:
 
 
 class HaltError(Exception):
-    """Runtime.halt(code) with an optional error logged first."""
+    """Runtime.halt(code) with an optional error logged first.
 
-    def __init__(self, code: int, message: str = "") -> None:
+    Code 1100 is Utils.exitWithException: the exception's message after "An exception has
+    occurred:"; other codes are exitWithError(code, message): the message framed by !!! lines
+    (Utils.java:93-127). ``exception`` forces the former (e.g. the entry point's 1107).
+    """
+
+    def __init__(self, code: int, message: str = "", exception: bool | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.exception = code == EXIT_UNHANDLED if exception is None else exception
 
 
 @dataclass
@@ -138,7 +144,7 @@ def resolve(java: JavaArgs, console: Console) -> Launch:
     try:
         settings = IbcSettings(parse_properties(data))
     except ValueError as e:
-        raise HaltError(EXIT_UNHANDLED, f"java.lang.IllegalArgumentException: {e}") from None
+        raise HaltError(EXIT_UNHANDLED, str(e)) from None  # IllegalArgumentException
     console.log(f"using default settings provider: ini file is {ini}")
     try:
         sim = simconf.load_sim_conf(ibc_path)
@@ -204,6 +210,10 @@ class Gateway:
         self.shutting_down = False
         self.window: GatewayWindow | None = None
         self._main_window = asyncio.Event()
+        self._login_done = asyncio.Event()  # the config dialog is usable only after login
+        # ConfigurationTasks run in the order they were submitted: those of
+        # startTwsOrGateway (submitted at JVM start) before any RESTART's
+        self._startup_config_done = asyncio.Event()
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
         self._login_started: float | None = None
@@ -250,15 +260,18 @@ class Gateway:
             return
         error = task.exception()
         if isinstance(error, HaltError):
-            self.halt(error.code, error.message)
+            self.halt(error.code, error.message, error.exception)
         elif error is not None:
-            self.halt(EXIT_UNHANDLED, f"{type(error).__name__}: {error}")
+            self.halt(EXIT_UNHANDLED, str(error))
 
-    def halt(self, code: int, message: str = "") -> None:
+    def halt(self, code: int, message: str = "", exception: bool | None = None) -> None:
         if self._exit.done():
             return
         if message:
-            self.console.error(message)
+            if code == EXIT_UNHANDLED if exception is None else exception:
+                self.console.exception(message)
+            else:
+                self.console.error(message)
         if code >= 1100:
             self.console.log(f"Exiting after error with exit code={code}")
         self._exit.set_result(code % 256)
@@ -297,11 +310,18 @@ class Gateway:
         at = self.clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
         self.console.log(f"Setting auto-restart time to {restart_clock(at)}")
         self.events.record("restart_time_set", at=restart_clock(at), verb=verb)
+        self.spawn(self._apply_restart_time(at))
+        return at
+
+    async def _apply_restart_time(self, at: datetime) -> None:
+        """ConfigurationTask.executeAsync: waits for the config dialog, i.e. for login, and
+        for the configuration tasks submitted before it."""
+        await self._login_done.wait()
+        await self._startup_config_done.wait()
         delay = self.launch.sim.restart_delay_s
         if delay is not None:  # time compression: this occurrence comes early
             self._restart_override = (asyncio.get_running_loop().time() + delay, at)
-        self.spawn(self._configure_lock_exit("Auto restart", restart_clock(at)))
-        return at
+        await self._configure_lock_exit("Auto restart", restart_clock(at))
 
     def reconnect(self, what: str) -> bool:
         """RECONNECTDATA looks for the main window for 1 ms (CommandDispatcher.java:80-95)."""
@@ -327,7 +347,7 @@ class Gateway:
         try:
             await self._start()
         except HaltError as e:
-            self.halt(e.code, e.message)
+            self.halt(e.code, e.message, e.exception)
         code = await self._exit
         for task in list(self._tasks):
             task.cancel()
@@ -340,9 +360,10 @@ class Gateway:
 
     async def _start(self) -> None:
         launch, s = self.launch, self.launch.settings
-        self.console.log("IBC Settings:")
+        self.console.raw("IBC Settings:")  # DefaultSettings.java:55-61, no prefix
         for line in s.dump():
             self.console.raw(line)
+        self.console.raw("End IBC Settings\n")
         await self.commands.start()
         self._schedule_shutdown()
         display = os.environ.get("DISPLAY", "")
@@ -350,9 +371,9 @@ class Gateway:
             try:
                 self.window = GatewayWindow(f"{launch.mode} trading · simulated")
             except XConnectionError:
-                raise HaltError(
+                raise HaltError(  # java.awt.AWTError, uncaught: UncaughtExceptionHandler
                     EXIT_UNHANDLED,
-                    "java.awt.AWTError: Can't connect to X11 window server using "
+                    "Can't connect to X11 window server using "
                     f"'{display}' as the value of the DISPLAY variable.",
                 ) from None
             self.spawn(self._pump_window())
@@ -369,10 +390,13 @@ class Gateway:
         jtsini.ensure(launch.settings_path / "jts.ini")
         self.console.log("Starting Gateway" if launch.gateway else "Starting TWS")
         self.events.record("starting", mode=launch.mode, scenario=launch.sim.scenario.value)
-        if not display:  # headless AWT: the Gateway's first frame throws HeadlessException
+        if not display:  # headless AWT: the Gateway's first frame throws HeadlessException,
+            # IbcTws.startGateway logs it and exits 1107 (IbcTws.java:468-478)
             raise HaltError(
                 EXIT_NO_ENTRYPOINT,
-                "Exception occurred at Gateway entry point: ibgateway.GWClient.main",
+                "No X11 DISPLAY variable was set, but this program performed an operation "
+                "which requires it.",
+                exception=True,
             )
         self.spawn(self._session(restarting))
 
@@ -433,7 +457,7 @@ class Gateway:
                 EXIT_NO_LOGIN_DIALOG, "IBC closing after TWS/Gateway failed to display login dialog"
             )
         if not restarting:
-            await self._login(force_2fa=False)
+            await self._login()
             return
         token = launch.settings_path / launch.java.properties["restart"] / "autorestart"
         try:
@@ -441,14 +465,21 @@ class Gateway:
         except OSError:
             valid = False
         if sim.scenario is Scenario.AUTORESTART_REJECTED and valid:
+            # The server refuses the token (IbcAlpha/IBC#290): the Gateway shows its "Login
+            # Error" dialog and IBC cold-restarts (LoginErrorDialogHandler.java:38-46).
             token.unlink()
             self.events.record("autorestart_rejected", path=token)
-            await self._login(force_2fa=True)
+            await asyncio.sleep(sim.login_s)
+            self._dialog("Login Error", "Opened")
+            self.console.log("Login error message:")
+            self.console.raw("The session could not be resumed: please log in again.")
+            self.console.log("Cold restart in progress")
+            self._stop_task(cold=True)
             return
         if not valid or sim.scenario is Scenario.STALE_TOKEN:
             # The Gateway shows its login dialog; IBC was started with -Drestart and leaves it
             # alone (AbstractLoginHandler.java:56-64): nobody logs in (IBC issue 235).
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(sim.startup_s)
             self.console.log("Login dialog WINDOW_OPENED: LoginState is LOGGED_OUT")
             self.show("Login (IBC waits: started with -Drestart)")
             self.events.record("login_not_attempted", token=token, exists=token.exists())
@@ -468,9 +499,11 @@ class Gateway:
             return False
         return s.get_bool("ReloginAfterSecondFactorAuthenticationTimeout", False)
 
-    async def _login(self, force_2fa: bool) -> None:
+    async def _login(self) -> None:
         launch, sim = self.launch, self.launch.sim
-        await asyncio.sleep(0.2)
+        # A real Gateway JVM needs seconds from launch to its login dialog (class loading,
+        # Swing); IBC's LoginDialogDisplayTimeout (default 60 s) exists for that.
+        await asyncio.sleep(sim.startup_s)
         self.console.log(f"Login dialog WINDOW_OPENED: LoginState is {self.login_state}")
         self.show("Login")
         attempt = 0
@@ -491,6 +524,8 @@ class Gateway:
             self.login_state = "LOGGING_IN"
             if self._login_started is None:
                 self._login_started = asyncio.get_running_loop().time()
+            if not self._main_window.is_set():
+                self.spawn(self._main_window_opens(min(0.3, sim.login_s / 2)))
             if launch.mode == "live":
                 self.console.log(
                     "Waiting for Login frame to become SecondFactorAuthenticationDialog"
@@ -505,10 +540,9 @@ class Gateway:
                 return
             if sim.scenario is Scenario.EXISTING_SESSION and not await self._existing_session():
                 return
-            needs_2fa = (
-                force_2fa
-                or sim.two_factor_for.applies_to(launch.mode)
-                or sim.scenario in (Scenario.TWOFA_PENDING, Scenario.TWOFA_TIMEOUT)
+            needs_2fa = sim.two_factor_for.applies_to(launch.mode) or sim.scenario in (
+                Scenario.TWOFA_PENDING,
+                Scenario.TWOFA_TIMEOUT,
             )
             if needs_2fa:
                 outcome = await self._second_factor()
@@ -534,20 +568,29 @@ class Gateway:
         self.halt(0)
 
     async def _existing_session(self) -> bool:
-        """True if the login goes on; otherwise the process exits or waits for a human."""
+        """ExistingSessionDetectedDialogHandler.java:43-103 for a login that has not completed:
+        True if the login goes on; otherwise the process exits or waits for a human."""
         action = self.launch.settings.get("ExistingSessionDetectedAction", "manual").lower()
         self._dialog("Existing session detected", "Opened")
+        if action not in ("manual", "primary", "primaryoverride", "secondary"):
+            self.console.log(
+                f"ExistingSessionDetectedAction has an invalid value: {action}: "
+                "assuming 'secondary'"
+            )
+            action = "secondary"
         self.events.record("existing_session", action=action)
-        if action in ("primary", "primaryoverride"):
-            self.console.log("End the other session and continue this one (scenario 1)")
-            return True
+        if action == "manual":
+            self.console.log("User must choose whether to continue with this session (scenario 1)")
+            self.show("Existing session detected: waiting for the user")
+            return False
         if action == "secondary":
             self.console.log("End this session and let the other session proceed (scenario 2)")
             self.halt(0)
             return False
-        self.console.log("User must decide how to handle the existing session (scenario 5)")
-        self.show("Existing session detected: waiting for the user")
-        return False
+        self.console.log(
+            "Don't know the type of the other session, so continue this one (scenario 3)"
+        )
+        return True
 
     async def _second_factor(self) -> str:
         """The 2FA dialog: "approved", "relogin" (same JVM) or "wait" (a human must act).
@@ -620,6 +663,19 @@ class Gateway:
         await asyncio.sleep(RELOGIN_DELAY_S)
         return "relogin"
 
+    async def _main_window_opens(self, delay_s: float) -> None:
+        """The Gateway's main frame ("Loading...") opens right after the login click, before
+        any 2FA (real log in IbcAlpha/IBC#207): GatewayMainWindowFrameHandler.java:37-39."""
+        await asyncio.sleep(delay_s)
+        if not self._main_window.is_set():
+            self._dialog_frame("Loading...", "Activated", "Focused", "Opened")
+            self.console.log("Found Gateway main window")
+            self._main_window.set()
+
+    def _dialog_frame(self, title: str, *events: str) -> None:
+        for event in events:
+            self.console.log(f"detected frame entitled: {title}; event={event}")
+
     async def _exit_unless_logged_in(self, interval: int) -> None:
         """LoginManager.restartAfterTime (LoginManager.java:168-182)."""
         await asyncio.sleep(interval)
@@ -638,14 +694,15 @@ class Gateway:
         self.api.allow_only_localhost = self.state.allow_only_localhost
         try:
             await self.api.start(None, port)  # the real Gateway listens on every interface
-        except OSError as e:
-            self.console.log(f"API server failed to listen on port {port}: {e.strerror}")
-            self.events.record("api_failed", port=port)
+        except OSError as e:  # the Gateway's own log, not IBC's
+            self.events.record("api_failed", port=port, error=e.strerror)
         else:
             self.events.record("api_open", port=port)
-        self.console.log("Found Gateway main window")
-        self._main_window.set()
+        if not self._main_window.is_set():  # a token relaunch: no login click
+            self.console.log("Found Gateway main window")
+            self._main_window.set()
         self.login_state = "LOGGED_IN"
+        self._login_done.set()
         self.console.log("Login has completed")
         if self._twofa_exit_task is not None:
             self._twofa_exit_task.cancel()
@@ -661,6 +718,9 @@ class Gateway:
         """IbcTws.startTwsOrGateway's configuration tasks (IbcTws.java:532-537, 578-607)."""
         s = self.launch.settings
         await asyncio.sleep(0.05)  # they wait for the config dialog, after login
+        if self.shutting_down:
+            self._startup_config_done.set()
+            return
         if s.get("ReadOnlyApi"):
             wanted = s.get_bool("ReadOnlyApi", True)
             self.console.log("Setting ReadOnlyApi")
@@ -680,6 +740,7 @@ class Gateway:
             await self._configure_lock_exit("Auto logoff", logoff_at)
         else:
             self._schedule_lock_exit()  # the Gateway's stored Lock and Exit setting
+        self._startup_config_done.set()
 
     async def _configure_lock_exit(self, name: str, text: str) -> None:
         """ConfigureAutoLogoffOrRestartTimeTask.run (ConfigureAutoLogoff...Task.java:51-113)."""
@@ -744,9 +805,10 @@ class Gateway:
         self.shutting_down = True
         if self._lock_exit_task is not None and self._lock_exit_task is not asyncio.current_task():
             self._lock_exit_task.cancel()
-        self._dialog("Shutdown progress", "Activated", "Focused", "Opened")
+        self._dialog("Shutdown progress", "Opened")
         self.events.record("shutdown_started", restart=token)
         self.commands.shutdown()
+        self._dialog("Shutdown progress", "Activated", "Focused")
         await self.api.close()
         self.events.record("api_closed")
         self.show("Shutting down…")
@@ -780,7 +842,10 @@ async def _main(argv: list[str]) -> int:
     try:
         launch = resolve(java, console)
     except HaltError as e:
-        console.error(e.message)
+        if e.exception:
+            console.exception(e.message)
+        else:
+            console.error(e.message)
         console.log(f"Exiting after error with exit code={e.code}")
         return e.code % 256
     gateway = Gateway(launch, console, EventLog(launch.settings_path))

@@ -247,11 +247,16 @@ class RestartLoop:
 
     def _run_java(self) -> int:
         java_args = self.launch.java_args(self.session_id, self.autorestart_option)
-        shown = java_args[: len(java_args) - len(self.launch.trailing_args)]
+        # l.519: "$java" -cp "$classpath" $vm_options$autorestart_option $entry "$ini" *** mode
+        trailing = len(self.launch.trailing_args)
+        classpath, middle = java_args[1], java_args[2 : len(java_args) - trailing - 1]
         secret_count = len(self.launch.credentials)  # --user/--pw etc.: never echo them
-        shown += ["***"] * secret_count + list(self.launch.trailing_args[secret_count:])
+        shown = ["***"] * secret_count + list(self.launch.trailing_args[secret_count:])
         _say(f"Starting {self._product} with this command:")
-        _say(f'"{self.launch.java}" ' + " ".join(shown))
+        _say(
+            f'"{self.launch.java}" -cp "{classpath}" {" ".join(middle)} '
+            f'"{self.launch.ibc_ini}" {" ".join(shown)}'.rstrip()
+        )
         _say()
         env = {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
         self._child = subprocess.Popen(
@@ -301,6 +306,7 @@ class RestartLoop:
 
     def run(self) -> int:
         settings = self.launch.settings_path
+        _say("Java VM Options=" + " ".join(self.launch.vm_options))  # l.363
         self.find_auto_restart()
         _say()
         while True:

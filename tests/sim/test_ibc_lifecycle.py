@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from ibgwd_sim import state
 from ibgwd_sim.gateway import APPROVE_FILE, TOKEN_MAGIC, user_dir_name
@@ -84,6 +87,30 @@ def test_wrong_password_opens_login_failed_dialog_and_ibc_loops_cold(
     assert run.terminate() == 143
 
 
+def _stamp(line: str) -> datetime:
+    """IBC's log timestamp, ``yyyy-MM-dd HH:mm:ss:SSS`` (Utils.java:143-161)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S:%f")
+
+
+def test_relaunched_jvm_shows_its_login_dialog_only_after_its_startup_time(
+    start_gateway: StartGateway,
+) -> None:
+    """A real Gateway JVM needs seconds from launch to its login dialog (class loading, Swing:
+    IBC waits up to LoginDialogDisplayTimeout=60 s for it, SessionManager.java:59-73), so after
+    "Login failed" the cold relaunch (ibcstart.sh:545-548) types the password only seconds
+    later. Measured on the simulator's own log timestamps, a lower bound (sleeps never end
+    early), not a wall-clock assertion."""
+    run = start_gateway({"AcceptPassword": "the right one", "StartupSeconds": "1.5"})
+    run.wait_for("IBC will cold-restart shortly", count=2)
+    lines = [ln for ln in run.lines if " IBC: " in ln]
+    starts = [i for i, ln in enumerate(lines) if ln.endswith("IBC: Starting Gateway")]
+    dialogs = [i for i, ln in enumerate(lines) if "IBC: Login dialog WINDOW_OPENED" in ln]
+    assert len(starts) >= 2 and len(dialogs) >= 2, run.output[-3000:]
+    for start, dialog in zip(starts[:2], dialogs[:2], strict=True):
+        assert start < dialog
+        assert (_stamp(lines[dialog]) - _stamp(lines[start])).total_seconds() >= 1.49
+
+
 def test_right_tricky_password_logs_in(start_gateway: StartGateway) -> None:
     """The conftest logs in with harness.TRICKY_PASSWORD (Properties escapes, non-ASCII) and
     the sim compares it with AcceptPassword after DefaultSettings-style trimming."""
@@ -109,6 +136,8 @@ def test_restart_shutdown_phase_closes_command_server_and_api_then_relaunches_wi
     run.wait_for(r"IBC: Setting auto-restart time to \d\d:\d\d [AP]M$")
     run.wait_for("detected dialog entitled: Shutdown progress; event=Opened")
     run.wait_for("CommandServer closing")
+    i = next(n for n, ln in enumerate(run.lines) if "Shutdown progress; event=Opened" in ln)
+    assert run.lines[i + 1].endswith("IBC: CommandServer closing")
     assert not port_open(ports.command)
     assert not port_open(ports.api)
     assert not list(settings_path.glob("*/autorestart"))  # written only at the very end
@@ -148,7 +177,7 @@ def test_auto_restart_time_login_lines_and_restart_at_that_minute(
     time", then "changed from", "set to" or "already set to"); "Setting auto-restart time to"
     is only RestartTask's line (RestartTask.java:117). At that minute the Gateway restarts
     itself with the token, no login."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     at = (now.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%I:%M %p")
     run = start_gateway({**FAST, "ClockOffsetSeconds": offset}, ini={"AutoRestartTime": at})
     run.wait_for("IBC: Setting Auto restart time$")
@@ -168,7 +197,7 @@ def test_sunday_cold_restart_time_stops_with_coldrestart_file_and_logs_in_again(
     exiting via [File, Close] menu" (StopTask.java:58-87), exit 0; ibcstart.sh:545-548 "IBC
     will cold-restart shortly" and a full login. ClockWeekday makes the simulated clock report
     a Sunday on any weekday."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     sim_now = now + timedelta(days=(6 - now.weekday()) % 7)
     at = sim_now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     run = start_gateway(
@@ -222,35 +251,33 @@ def test_sigterm_is_forwarded_and_a_token_still_relaunches_java(
     assert run.terminate() == 143  # this time no token is left: the loop ends
 
 
-def test_drestart_option_is_reused_after_exit_87_and_nobody_logs_in(
-    start_gateway: StartGateway, settings_path: Path
+def test_drestart_option_is_reused_when_the_lookup_finds_no_single_token(
+    start_gateway: StartGateway, ports: Ports, settings_path: Path
 ) -> None:
-    """ibcstart.sh:389-411: find_auto_restart clears neither autorestart_option nor sets it when
-    no token is found, and :561-565 relaunches on 87 with --on2fatimeout=restart, so Java gets
-    the old -Drestart; IBC then leaves the login dialog alone (AbstractLoginHandler.java:56-64,
-    SessionManager.java:57) and nobody logs in."""
+    """ibcstart.sh:389-411: find_auto_restart only sets autorestart_option when it finds exactly
+    one token and never clears it; with two tokens it deletes both and still says
+    restart_needed (:379-402), so :550-560 relaunches with the OLD -Drestart. That Java finds no
+    token, IBC leaves the login dialog alone (AbstractLoginHandler.java:56-64,
+    SessionManager.java:57) and nobody logs in. (The same reuse follows 88, :543-544, and 87
+    with --on2fatimeout=restart, :561-565.)"""
     _place_token(settings_path)
-    run = start_gateway(
-        {
-            "Scenario": "autorestart_rejected",
-            "TwoFactorFor": "paper",
-            "TwoFactorDialogSeconds": "0.3",
-        },
-        ini={
-            "ReloginAfterSecondFactorAuthenticationTimeout": "yes",
-            "SecondFactorAuthenticationExitInterval": "1",
-        },
-        on2fatimeout="restart",
-    )
-    run.wait_for("IBC returned exit status 87", timeout_s=20)
-    run.wait_for("autorestart file not found: full authentication will be required", count=1)
-    run.wait_for("Starting Gateway with this command:", count=2)
-    commands = [ln for ln in run.lines if "ibcalpha.ibc.IbcGateway" in ln]
-    assert len(commands) == 2 and all("-Drestart=" in c for c in commands)
+    run = start_gateway({**FAST, "RestartDelaySeconds": "0.3"})
+    run.wait_for("AUTORESTART_OPTION is -Drestart=" + user_dir_name("demo"))
+    run.wait_for("Login has completed")
+    other = settings_path / "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+    other.mkdir()
+    (other / "autorestart").write_bytes(TOKEN_MAGIC + b"another instance")
+    assert _send(ports.command, "RESTART").startswith("OK RESTART in progress")
+    run.wait_for("WARNING: deleting extra autorestart file found at")
+    run.wait_for("IBC will restart shortly")
     run.wait_for("Re-starting session", count=2)
-    run.wait_for("Login dialog WINDOW_OPENED", count=2)
+    commands = [ln for ln in run.lines if "ibcalpha.ibc.IbcGateway" in ln]
+    assert len(commands) == 2 and all(f"-Drestart={user_dir_name('demo')}" in c for c in commands)
+    run.wait_for("Login dialog WINDOW_OPENED", count=1)
     time.sleep(1)
-    assert run.output.count("Login attempt:") == 1
+    assert run.output.count("Login attempt:") == 0
+    assert run.output.count("Login has completed") == 1
+    assert not list(settings_path.glob("*/autorestart"))
     assert "login_not_attempted" in "\n".join(run.events())
 
 
@@ -266,39 +293,67 @@ def test_exit_88_relaunches_without_a_lookup(start_gateway: StartGateway) -> Non
 # -- 3. The command server ---------------------------------------------------------------------
 
 
-def test_restart_before_login_is_acknowledged_and_applied_after_login(
+def test_restart_before_the_main_window_is_acknowledged_and_nothing_else(
     start_gateway: StartGateway, ports: Ports
 ) -> None:
     """RestartTask.java:58-80 acks "RESTART in progress" first, then restart() blocks in
-    getMainWindow() (RestartTask.java:95, DefaultMainWindowManager.java:71-109) until login;
-    only then is the next minute set and "OK RESTART at" sent. RestartTask's SwitchLock is
-    never cleared: a second RESTART in the same JVM is refused (RestartTask.java:60-65)."""
-    run = start_gateway({**FAST, "LoginSeconds": "2", "RestartDelaySeconds": "0.3"})
-    run.wait_for("CommandServer started and is ready to accept commands")
+    getMainWindow() (RestartTask.java:95, DefaultMainWindowManager.java:71-109). Here nobody
+    logs in (no password in config.ini), so the main window never opens: no restart time, no
+    second reply. RestartTask's SwitchLock is never cleared (RestartTask.java:60-65)."""
+    run = start_gateway(FAST, ini={"IbPassword": ""})
+    run.wait_for("Login dialog WINDOW_OPENED")
     with socket.create_connection(("127.0.0.1", ports.command), timeout=10) as s:
         s.sendall(b"RESTART\n")
         reader = s.makefile("r")
         assert reader.readline() == "OK RESTART in progress\n"
-        assert "Login has completed" not in run.output
-        assert "ERROR RESTART already in progress" in _send(ports.command, "RESTART")
-        second = reader.readline()
-    assert re.fullmatch(r"OK RESTART at \d\d:\d\d [AP]M\n", second)
-    assert _after(run, "IBC: Login has completed", "Setting auto-restart time to")
+        assert _send(ports.command, "RESTART") == "ERROR RESTART already in progress\n"
+        s.settimeout(1.5)
+        try:
+            more = reader.readline()
+        except TimeoutError:
+            more = ""
+    assert more == ""
+    assert "Setting auto-restart time" not in run.output
+    assert run.proc.poll() is None
+
+
+def test_restart_during_2fa_sets_the_minute_at_once_and_applies_it_after_login(
+    start_gateway: StartGateway, ports: Ports, settings_path: Path
+) -> None:
+    """The Gateway's main frame opens right after the login click, before 2FA ("Found Gateway
+    main window" then the 2FA dialog, real log in IbcAlpha/IBC#207), so RESTART during a 2FA
+    wait computes the next minute and replies at once (RestartTask.java:100-124); the
+    ConfigurationTask that sets it waits for the config dialog, i.e. for login
+    (ConfigurationTask.java:32-56), and only then does the restart follow."""
+    run = start_gateway({**FAST, "Scenario": "twofa_pending", "RestartDelaySeconds": "0.3"})
+    run.wait_for("Second Factor Authentication initiated")
+    assert _after(run, "Found Gateway main window", "Second Factor Authentication initiated")
+    reply = _send(ports.command, "RESTART")
+    assert re.fullmatch(r"OK RESTART in progress\nOK RESTART at \d\d:\d\d [AP]M\n", reply)
+    run.wait_for(r"Setting auto-restart time to \d\d:\d\d [AP]M$")
+    time.sleep(1)
+    assert "Setting Auto restart time" not in run.output
+    assert "Shutdown progress" not in run.output
+    (settings_path / APPROVE_FILE).touch()
+    run.wait_for("Login has completed")
+    run.wait_for("IBC: Setting Auto restart time$")
     run.wait_for("Re-starting session")
 
 
 def test_reconnectdata_before_the_main_window_kills_the_jvm(
     start_gateway: StartGateway, ports: Ports
 ) -> None:
-    """CommandDispatcher.java:80-92: getMainWindow(1 ms) returns null before login and
-    new KeyEvent(null, ...) throws; IbcGateway.java:26-27 installs UncaughtExceptionHandler,
-    which calls exitWithException(1100) (UncaughtExceptionHandler.java:24-26): exit 76, and
-    ibcstart.sh:561-562 ends the loop."""
-    run = start_gateway({"LoginSeconds": "5"})
-    run.wait_for("CommandServer started and is ready to accept commands")
+    """CommandDispatcher.java:80-92: getMainWindow(1 ms) returns null before the main window
+    exists and new KeyEvent(null, ...) throws; IbcGateway.java:26-27 installs
+    UncaughtExceptionHandler, which calls exitWithException(1100)
+    (UncaughtExceptionHandler.java:24-26): exit 76, and ibcstart.sh:561-562 ends the loop.
+    No password in config.ini: the login dialog waits, the main window never opens."""
+    run = start_gateway(ini={"IbPassword": ""})
+    run.wait_for("Login dialog WINDOW_OPENED")
     with socket.create_connection(("127.0.0.1", ports.command), timeout=10) as s:
         s.sendall(b"RECONNECTDATA\n")
     assert run.wait(20) == 76
+    run.wait_for("An exception has occurred:")
     run.wait_for("Exiting after error with exit code=1100")
     run.wait_for("Gateway finished")
 
@@ -509,7 +564,7 @@ def test_auto_logoff_time_ends_the_jvm_with_exit_0(
     """IbcTws.java:593-595 configures "Auto logoff" (ConfigureAutoLogoffOrRestartTimeTask:
     "Auto logoff time set to" when Auto restart was selected); at that time the Gateway logs
     off and exits 0 without a token, and ibcstart.sh:561-562 ends the loop with 0."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     at = (now.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%I:%M %p")
     run = start_gateway({**FAST, "ClockOffsetSeconds": offset}, ini={"AutoLogoffTime": at})
     run.wait_for(f"IBC: Auto logoff time set to {at}$")
@@ -517,3 +572,49 @@ def test_auto_logoff_time_ends_the_jvm_with_exit_0(
     run.wait_for("Shutdown progress; event=Opened")
     run.wait_for("Gateway finished")
     assert not list(settings_path.glob("*/autorestart"))
+
+
+def _non_loopback_address() -> str | None:
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout
+    return next((a for a in out.split() if "." in a and not a.startswith("127.")), None)
+
+
+def test_api_reachable_on_other_interfaces_but_localhost_only_by_default(
+    start_gateway: StartGateway, ports: Ports
+) -> None:
+    """The API socket answers on every interface (IbcAlpha/IBC#173); a fresh Gateway stores
+    allowOnlyLocalhost="true" (ib-controller#65), so a peer that is not loopback is dropped."""
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    run = start_gateway()
+    run.wait_for("Login has completed")
+    with socket.create_connection((address, ports.api), timeout=5) as s:
+        s.sendall(b"API\0" + struct.pack(">I", 9) + b"v157..178")
+        s.settimeout(5)
+        try:
+            reply = s.recv(100)
+        except ConnectionResetError:
+            reply = b""
+    assert reply == b""
+    assert any("event=api_client_refused" in e for e in run.events())
+
+
+def test_closedown_at_stops_through_the_menu_and_ends_the_loop(
+    start_gateway: StartGateway, settings_path: Path
+) -> None:
+    """IbcTws.java:382-428 (ClosedownAt, daily without a day) and :485-505 ("Gateway will be
+    shut down at"); StopTask without cold restart: "Login has completed: exiting via [File,
+    Close] menu" (StopTask.java:84-86), the shutdown phase, exit 0 and no COLDRESTART file, so
+    ibcstart.sh:561-562 ends the loop."""
+    offset, now = _near_minute_end(50)
+    at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    run = start_gateway(
+        {**FAST, "ClockOffsetSeconds": offset}, ini={"ClosedownAt": at.strftime("%H:%M")}
+    )
+    run.wait_for(f"Gateway will be shut down at {at:%Y/%m/%d %H:%M}")
+    assert run.wait(30) == 0
+    run.wait_for(r"Login has completed: exiting via \[File, Close\] menu")
+    run.wait_for("Shutdown progress; event=Opened")
+    run.wait_for("Gateway finished")
+    assert "cold-restart" not in run.output

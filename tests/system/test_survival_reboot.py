@@ -43,7 +43,8 @@ def boot(box_factory: object, state_dir: Path, settings: dict[str, str]) -> Box:
 def test_reboot_pauses_the_gateway_and_the_next_boot_logs_in_with_its_token(
     box_factory: object, state_dir: Path
 ) -> None:
-    settings = stack.base_settings()
+    # The box is a container to systemd (/run/systemd/container), where the default is `stop`.
+    settings = stack.base_settings() | {"SHUTDOWN_ACTION": "pause"}
     first = boot(box_factory, state_dir, settings)
     stack.start(first)
     logins = full_logins(first)
@@ -68,6 +69,18 @@ def test_reboot_pauses_the_gateway_and_the_next_boot_logs_in_with_its_token(
     )
     assert full_logins(second) == logins  # the token login is no 2FA
     assert stack.show(second, UNIT, "StatusText").startswith("ready")
+
+
+def test_in_a_container_the_default_shutdown_action_is_stop(
+    box_factory: object, state_dir: Path
+) -> None:
+    first = boot(box_factory, state_dir, stack.base_settings())
+    stack.start(first)
+    assert first.path("/run/systemd/container").exists()
+    first.stop(stop_timeout_s=POWEROFF_TIMEOUT_S)
+    events = (state_dir / "default/settings/sim-events.log").read_text(encoding="utf-8")
+    assert "event=command command=STOP" in events
+    assert "event=command command=PAUSE" not in events
 
 
 def test_shutdown_action_stop_stops_the_gateway_at_poweroff(
