@@ -34,6 +34,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 
 # Layer 1, cached unless GATEWAY changes: systemd, dbus and ibgwd's dependencies (so the .deb
 # layer below needs no apt-get update), plus the X libraries the real Gateway's JRE loads.
+# curl: `podman kube play` turns an httpGet probe into `curl -f` run in the container.
 # Versions are those of the base's Debian release: not pinned, security updates welcome
 # (DL3008); $extra is a list of package names, split on purpose (SC2086).
 # hadolint ignore=DL3008,SC2086
@@ -46,7 +47,7 @@ RUN case "$GATEWAY" in \
  && apt-get install -y --no-install-recommends \
         systemd systemd-sysv dbus procps tzdata \
         python3 python3-dasbus python3-gi python3-jinja2 python3-prometheus-client \
-        python3-sdnotify xvfb x11vnc socat openssh-client $extra \
+        python3-sdnotify xvfb x11vnc socat openssh-client curl $extra \
  && rm -rf /var/lib/apt/lists/* \
  && systemctl mask getty.target console-getty.service systemd-timesyncd.service \
         systemd-firstboot.service systemd-networkd-wait-online.service \
@@ -87,12 +88,17 @@ RUN --mount=type=bind,source=image/local,target=/tmp/local \
                 /opt/ibgwd/ibgateway/current ;; \
     esac
 
-# Layer 4: the container glue (docs/container.md): PID 1's environment -> ibgwd.service.
+# Layer 4: the container glue (docs/container.md): PID 1's environment -> ibgwd.service, the
+# journal copied to the container's log, the health check.
 COPY image/container_env.py /usr/lib/ibgwd-container/import-env
+COPY image/healthcheck.py /usr/lib/ibgwd-container/healthcheck
+COPY image/init.sh /usr/local/sbin/init
 COPY image/ibgwd-container-env.service /etc/systemd/system/
 COPY image/ibgwd.service.d/container.conf /etc/systemd/system/ibgwd.service.d/
-RUN chmod 0755 /usr/lib/ibgwd-container/import-env \
- && systemctl enable ibgwd-container-env.service ibgwd.service
+COPY image/ibgwd-container-log.service /etc/systemd/system/
+RUN chmod 0755 /usr/lib/ibgwd-container/import-env /usr/lib/ibgwd-container/healthcheck \
+        /usr/local/sbin/init \
+ && systemctl enable ibgwd-container-env.service ibgwd-container-log.service ibgwd.service
 
 # In a container the relays, VNC and metrics listen on every address; publish them on the
 # host's loopback (compose.yaml) unless you mean to expose them.
@@ -103,6 +109,15 @@ ENV RELAY_BIND_ADDRESS=0.0.0.0 \
     RELAY_PORT_PAPER=4004
 EXPOSE 4003 4004 5900 9108
 
+# Healthy = ibgwd alive (/livez), not "API ready": engines and orchestrators that act on
+# "unhealthy" (Swarm, autoheal) restart the container, and every restart is a full login with
+# 2FA, while ibgwd recovers the Gateway itself. compose.yaml asks /readyz for depends_on.
+# Kubernetes ignores HEALTHCHECK and uses the probes in deploy/kubernetes/. Needs the docker
+# image format (podman/buildah: --format docker).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["/usr/lib/ibgwd-container/healthcheck", "livez"]
+
 # systemd shuts down on SIGRTMIN+3; ibgwd then sends IBC STOP before the Gateway goes down.
 STOPSIGNAL SIGRTMIN+3
-CMD ["/lib/systemd/systemd"]
+# systemd, after keeping the container's log stream for the journal (image/init.sh).
+CMD ["/usr/local/sbin/init"]

@@ -102,8 +102,13 @@ def test_dockerfile_passes_hadolint() -> None:
 def test_dockerfile_stops_systemd_with_sigrtmin_3_and_boots_it() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert "\nSTOPSIGNAL SIGRTMIN+3\n" in text
-    assert '\nCMD ["/lib/systemd/systemd"]\n' in text
-    assert "systemctl enable ibgwd-container-env.service ibgwd.service" in text
+    assert '\nCMD ["/usr/local/sbin/init"]\n' in text  # a name podman's --systemd=true knows
+    init = (REPO / "image" / "init.sh").read_text()
+    assert init.rstrip().endswith('exec /lib/systemd/systemd "$@"')
+    assert (
+        "systemctl enable ibgwd-container-env.service ibgwd-container-log.service ibgwd.service"
+        in text
+    )
 
 
 def test_compose_maps_the_old_ports_and_passes_only_known_settings() -> None:
