@@ -4,12 +4,15 @@ ibgwd runs one: JSON bodies and codes, HEAD, other methods refused, /metrics unc
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from gi.repository import GLib
@@ -131,3 +134,36 @@ def test_stopping_is_not_ready(holder: StatusHolder, base: str) -> None:
     holder.current = replace(realistic_status(), state=State.STOPPING, status_text="stopping")
     code, _, body = get(f"{base}/readyz")
     assert code == 503 and json.loads(body)["reason"] == "stopping"
+
+
+def _healthcheck_script() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "image" / "healthcheck.py"
+    spec = importlib.util.spec_from_file_location("image_healthcheck", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_images_healthcheck_asks_the_endpoints_and_exits_0_or_1(
+    holder: StatusHolder,
+    loop: GLib.MainLoop,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    script = _healthcheck_script()
+    assert script.url("0.0.0.0:9108", "livez") == "http://127.0.0.1:9108/livez"
+    assert script.url("[::]:9108", "readyz") == "http://[::1]:9108/readyz"
+    health = Health(holder.get, glib_loop_probe())
+    with MetricsServer(build_registry(holder.get), ListenAddress("0.0.0.0", 0), health) as srv:
+        monkeypatch.setenv("METRICS_ADDRESS", f"0.0.0.0:{srv.address.port}")
+        assert script.main(["readyz"]) == 0
+        holder.publish(ready=False, state=State.WAITING_2FA, status_text="waiting for 2FA approval")
+        assert script.main(["readyz"]) == 1
+        assert script.main(["livez"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert json.loads(out[1])["reason"] == "waiting for 2FA approval"
+    assert json.loads(out[2]) == {"status": "ok"}
+    assert script.main(["readyz"]) == 1  # nothing listens any more: unhealthy, not a crash
+    assert "Connection refused" in capsys.readouterr().out
+    assert script.main(["status"]) == 64
