@@ -117,6 +117,11 @@ EXPOSE 4003 4004 5900 9108
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["/usr/lib/ibgwd-container/healthcheck", "livez"]
 
+# systemd's container interface: tells PID 1 it runs in a container where the engine does not
+# (Docker, Kubernetes runtimes; podman sets its own). Units with ConditionVirtualization=container
+# (ibgwd-container-env.service) depend on it.
+ENV container=oci
+
 # systemd shuts down on SIGRTMIN+3; ibgwd then sends IBC STOP before the Gateway goes down.
 STOPSIGNAL SIGRTMIN+3
 # systemd, after keeping the container's log stream for the journal (image/init.sh).

@@ -174,6 +174,7 @@ def test_grace_period_exceeds_ibgwds_stop_time_and_stop_is_graceful(example: lis
         assert pre_stop == ["systemctl", "stop", "ibgwd.service"]
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert "\nSTOPSIGNAL SIGRTMIN+3\n" in dockerfile  # what containerd and CRI-O send
+    assert "\nENV container=oci\n" in dockerfile  # systemd knows it is in a container
 
 
 def test_systemds_container_interface(example: list[Obj]) -> None:
@@ -191,7 +192,7 @@ def test_systemds_container_interface(example: list[Obj]) -> None:
             if volumes.get(n, {}).get("emptyDir", {}).get("medium") == "Memory"
         }
         assert memory == MEMORY_DIRS
-        assert env(sts)["container"]  # systemd learns it runs in a container
+        assert "container" not in env(sts)  # the image's ENV container=oci tells systemd
         annotations = sts["spec"]["template"]["metadata"]["annotations"]
         assert annotations["io.kubernetes.cri-o.cgroup2-mount-hierarchy-rw"] == "true"
 
