@@ -19,7 +19,8 @@ per difference, and docs/kubernetes.md lists the same differences:
   probe ports resolved by name as the kubelet does. podman runs only the liveness probe (as a
   `curl -f` health check); the test sends the startup and readiness probes' requests itself.
 - terminationGracePeriodSeconds is not podman's stop timeout (10 s): `podman pod stop -t`.
-  podman runs no preStop hook, so the stop here rests on the image's STOPSIGNAL alone.
+  podman runs no preStop hook: the first test's stop rests on the image's STOPSIGNAL alone,
+  the second runs the hook itself and then sends SIGTERM, as a runtime without STOPSIGNAL would.
 - No Services: the client connects, inside the pod's network namespace, to the container
   port the relay Service's targetPort names.
 """
@@ -268,3 +269,26 @@ def test_statefulset_pod_runs_is_healthy_serves_the_relay_and_stops_gracefully(
     state = json.loads(podman("inspect", "-f", "{{json .State}}", played.container).stdout)
     assert state["ExitCode"] == 0, state  # 137 would mean SIGKILL at the end of the grace period
     assert "event=command command=STOP" in played.volume_file("sim-events.log")
+
+
+def test_prestop_hook_stops_the_gateway_gracefully_even_before_a_sigterm(
+    played: PlayedPod,
+) -> None:
+    # podman runs no preStop hook: the test runs it as the kubelet would (exec, then the stop
+    # signal). A runtime that sends SIGTERM instead of the image's STOPSIGNAL only makes systemd
+    # re-execute; the Gateway must already have been stopped through IBC by then.
+    (c,) = played.spec["spec"]["containers"]
+    wait_for(lambda: played.http(c["readinessProbe"])[0] == 200, 180, "the readiness probe")
+    hook = c["lifecycle"]["preStop"]["exec"]["command"]
+    played.exec(*hook, timeout=int(played.spec["spec"]["terminationGracePeriodSeconds"]))
+    assert "event=command command=STOP" in played.volume_file("sim-events.log")
+    state = played.exec("systemctl", "show", "-p", "ActiveState,Result", "ibgwd.service")
+    assert sorted(state.split()) == ["ActiveState=inactive", "Result=success"], state
+    assert played.http(c["readinessProbe"])[0] != 200  # out of the Service at once
+    podman("kill", "-s", "TERM", played.container)
+    time.sleep(2)
+    r = played.exec("systemctl", "is-system-running", check=False)
+    print(f"kube play: after SIGTERM systemd says {r.strip()!r}")  # re-executed, still up
+    processes = played.exec("ps", "-eo", "args")
+    for gone in ("ibgwd run", "ibgwd_sim", "Xvfb", "socat"):  # nothing left for SIGKILL
+        assert gone not in processes, processes
