@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ibgwd import __version__, errors, names
+from ibgwd import __version__, advice, errors, names
 from ibgwd.config.load import conffile_path, load_settings
 from ibgwd.config.model import Settings
 from ibgwd.errors import ConfigError, IbgwdError, Problem
@@ -187,6 +187,8 @@ def _gateway_owner() -> tuple[int | None, int | None]:
 def _check_config(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
     settings = _load(args, environ)
     render_files(settings, runtime_dir=Path(names.InstanceNames(settings.instance).runtime_dir))
+    for warning in advice.warnings(settings):
+        log.warning("%s", warning)
     print(f"ibgwd: configuration valid: {_summary(settings)}", file=out)
     print(f"ibgwd: conffile {conffile_path(settings.instance, args.config_dir)}", file=out)
     return errors.EX_OK

@@ -202,6 +202,7 @@ def build(
         login_timeout_s=r.get(s.LOGIN_TIMEOUT),
         recovery_max_per_hour=r.get(s.RECOVERY_MAX_PER_HOUR),
         recovery_backoff_s=r.get(s.RECOVERY_BACKOFF),
+        shutdown_action=r.get(s.SHUTDOWN_ACTION),
     )
     _check_port_collisions(r, settings)
     return settings, r.problems
