@@ -17,6 +17,7 @@
 #   IBC_SHA256        pin the IBC zip's sha256
 #   GATEWAY_INSTALLER file name under image/local/ (local): ibgateway-*-linux-x64.sh
 #   IBC_ZIP           file name under image/local/ (local): IBCLinux-<version>.zip
+#   IBGWD_DEB_SHA256  sha256 of dist/ibgwd_*_all.deb: checked, and a new package is a new layer
 
 ARG BASE_IMAGE=debian:bookworm
 FROM ${BASE_IMAGE}
@@ -54,6 +55,10 @@ RUN case "$GATEWAY" in \
         sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount
 
 # Layer 2: the package (the newest dist/ibgwd_*_all.deb), bind-mounted: not copied into a layer.
+# IBGWD_DEB_SHA256 (optional) is checked against it and, unlike a bind-mounted file, is part of
+# the layer's cache key: pass it so a rebuilt package of the same version is not served from a
+# stale cached layer (--build-arg IBGWD_DEB_SHA256=$(sha256sum dist/ibgwd_*_all.deb | cut -c1-64)).
+ARG IBGWD_DEB_SHA256=
 # hadolint ignore=DL3008
 RUN --mount=type=bind,source=dist,target=/tmp/dist \
     deb= ; best= ; \
@@ -62,6 +67,9 @@ RUN --mount=type=bind,source=dist,target=/tmp/dist \
         if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then deb=$d; best=$v; fi; \
     done \
  ; if [ -z "$deb" ]; then echo "no dist/ibgwd_*_all.deb: run scripts/build-deb.sh" >&2; exit 66; fi \
+ && sum=$(sha256sum "$deb") \
+ && if [ -n "$IBGWD_DEB_SHA256" ] && [ "${sum%% *}" != "$IBGWD_DEB_SHA256" ]; then \
+        echo "IBGWD_DEB_SHA256 does not match $deb (${sum%% *})" >&2; exit 65; fi \
  && apt-get install -y --no-install-recommends "$deb" \
  && rm -rf /var/lib/apt/lists/*
 

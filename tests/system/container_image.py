@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -124,6 +125,8 @@ def built_image(context: Path) -> Iterator[str]:
         check=False,
     )
     assert r.returncode == 0, f"build-deb.sh failed:\n{r.stderr[-3000:]}"
+    (deb,) = (context / "dist").glob("ibgwd_*_all.deb")
+    deb_sha256 = hashlib.sha256(deb.read_bytes()).hexdigest()
     tag = f"localhost/ibgwd-test:{uuid.uuid4().hex[:12]}"
     try:
         podman(
@@ -134,6 +137,8 @@ def built_image(context: Path) -> Iterator[str]:
             f"BASE_IMAGE={BASE_IMAGE}",
             "--build-arg",
             "GATEWAY=simulated",
+            "--build-arg",  # this tree's package, never a cached layer of an older build
+            f"IBGWD_DEB_SHA256={deb_sha256}",
             "-t",
             tag,
             str(context),

@@ -171,7 +171,9 @@ def test_grace_period_exceeds_ibgwds_stop_time_and_stop_is_graceful(example: lis
         pod = sts["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] > stop + 30  # + systemd's own shutdown
         pre_stop = container(sts)["lifecycle"]["preStop"]["exec"]["command"]
-        assert pre_stop == ["systemctl", "stop", "ibgwd.service"]
+        # A system halt (IBC PAUSE: restart token kept), not `systemctl stop` (IBC STOP).
+        assert pre_stop[:2] == ["sh", "-c"] and "systemctl --no-block halt;" in pre_stop[2]
+        assert "systemctl show -P ActiveState ibgwd.service" in pre_stop[2]
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert "\nSTOPSIGNAL SIGRTMIN+3\n" in dockerfile  # what containerd and CRI-O send
     assert "\nENV container=oci\n" in dockerfile  # systemd knows it is in a container
