@@ -142,6 +142,7 @@ class Supervisor:
         self._extra_restarts: dict[str, int] = {}
         self._subscribers: list[Callable[[Status], None]] = []
         self._ready_sent = False
+        self._halt_reported = False  # READY=1 sent for a start halted by a failed login
         self._ready_wall = 0.0
         self._reloading = False
         self._reloads = 0
@@ -486,8 +487,18 @@ class Supervisor:
         for gateway in self._gateways.values():
             self._apply(gateway, *health.on_tick(gateway.health, now, self._policy()))
         if not self._ready_sent and not self._stopping:
-            waiting = {State.FAILED, State.RATE_LIMITED}
-            if all(g.health.state not in waiting for g in self._gateways.values()):
+            waiting = {State.FAILED, State.RATE_LIMITED, State.LOGIN_FAILED}
+            states = [g.health.state for g in self._gateways.values()]
+            if State.LOGIN_FAILED in states and not self._halt_reported:
+                # A failed login waits for an admin: end the start job (READY=1, STATUS says
+                # why) so that `systemctl start` returns, a reload can be queued, and systemd
+                # does not time the start out and restart ibgwd into another login attempt.
+                self._halt_reported = True
+                self._notifier.send(notify.ready(self._status.status_text))
+                log.error(
+                    "event=start_halted reason=login_failed status=%r", self._status.status_text
+                )
+            elif all(state not in waiting for state in states):
                 self._notifier.send(notify.extend_timeout(TICK_S * 5))
         self._publish()
         if self._watchdog_s and self._health_loop_alive(now):
@@ -859,6 +870,11 @@ class Supervisor:
 
     # ---- status.Controller -----------------------------------------------------------------
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (those of the last successful reload)."""
+        return self._settings
+
     def status(self) -> Status:
         return self._status
 
@@ -998,12 +1014,15 @@ class Supervisor:
         port = self._settings.gateway(gateway.mode).command_port
         reply = send_command("127.0.0.1", port, "RESTART", COMMAND_TIMEOUT_S, wait_for="RESTART at")
         wall = self._wallclock()
-        at = 0.0
+        # IBC restarts at the start of its next minute; its reply names that minute in the
+        # Gateway's clock, which is trusted only when it agrees with ours.
+        at = schedule.next_minute(wall)
         if reply.startswith("RESTART at "):
-            text = reply.removeprefix("RESTART at ")
-            at = schedule.reply_time(wall, text, self._settings.time_zone)
-        if not at:
-            at = schedule.next_minute(wall)
+            said = schedule.reply_time(
+                wall, reply.removeprefix("RESTART at "), self._settings.time_zone
+            )
+            if said and abs(said - at) <= 120.0:
+                at = said
         log.info("event=soft_restart mode=%s at=%.0f reply=%r", gateway.mode.value, at, reply)
         gateway.health = health.soft_restart_accepted(gateway.health, self._clock() + at - wall)
         return at

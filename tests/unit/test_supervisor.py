@@ -18,6 +18,7 @@ from dasbus.typing import get_native
 from gi.repository import GLib
 from settings_samples import BASE_ENV, DUAL_ENV, load
 
+from ibgwd import app
 from ibgwd.config.model import Settings
 from ibgwd.names import InstanceNames
 from ibgwd.probes.api import Outcome, ProbeResult
@@ -431,3 +432,21 @@ def test_digest_tag_round_trips_and_depends_on_key_and_content(tmp_path: Path) -
     assert plan.spec_digest(ibc, KEY) != plan.spec_digest(other, KEY)
     assert plan.spec_digest(ibc, KEY) != plan.spec_digest(ibc, b"x" * 32)
     assert plan.digest_of(ibc.description) == ""
+
+
+def test_shutdown_action_defaults_to_pause_on_a_host_and_stop_in_a_container(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "container"
+    assert app.shutdown_action("", marker) == "pause"
+    assert app.shutdown_action("stop", marker) == "stop"
+    marker.write_text("podman\n")
+    assert app.shutdown_action("", marker) == "stop"
+    assert app.shutdown_action("pause", marker) == "pause"
+
+
+def test_digest_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "unit-digest.key"
+    key = app.digest_key(path)
+    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert app.digest_key(path) == key
