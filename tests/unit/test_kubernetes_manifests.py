@@ -170,6 +170,7 @@ def test_grace_period_exceeds_ibgwds_stop_time_and_stop_is_graceful(example: lis
     for sts in of_kind(example, "StatefulSet"):
         pod = sts["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] > stop + 30  # + systemd's own shutdown
+        assert env(sts)["SHUTDOWN_ACTION"] == "pause"  # the grace period allows a PAUSE
         pre_stop = container(sts)["lifecycle"]["preStop"]["exec"]["command"]
         # A system halt (IBC PAUSE: restart token kept), not `systemctl stop` (IBC STOP).
         assert pre_stop[:2] == ["sh", "-c"] and "systemctl --no-block halt;" in pre_stop[2]
