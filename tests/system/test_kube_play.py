@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -60,8 +61,11 @@ Obj = dict[str, Any]
 
 
 def rendered() -> list[Obj]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl not found (kubectl kustomize renders deploy/kubernetes)")
     r = subprocess.run(
-        ["kubectl", "kustomize", str(EXAMPLE)], capture_output=True, text=True, timeout=60
+        [kubectl, "kustomize", str(EXAMPLE)], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0, r.stderr
     return [d for d in yaml.safe_load_all(r.stdout) if d]
