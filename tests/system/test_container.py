@@ -198,6 +198,12 @@ def test_old_env_file_runs_the_gateway_behind_the_relay_stops_gracefully_and_kee
     ready_check = c.exec(*test[1:], check=False)
     assert ready_check.returncode == 0, ready_check.stdout + ready_check.stderr
     assert json.loads(ready_check.stdout) == {"status": "ok", "gateways": {"paper": "ready"}}
+    # With the metrics listener off, the check asks systemd instead.
+    fallback = c.exec("METRICS_ADDRESS=", *test[1:], check=False)
+    assert (fallback.returncode, fallback.stdout.strip()) == (
+        0,
+        "METRICS_ADDRESS is empty; ibgwd.service is active",
+    )
     depends = compose["services"]["trading-bot"]["depends_on"]["ib-gateway"]
     assert depends == {"condition": "service_healthy"}
 
