@@ -457,7 +457,7 @@ class Gateway:
                 EXIT_NO_LOGIN_DIALOG, "IBC closing after TWS/Gateway failed to display login dialog"
             )
         if not restarting:
-            await self._login(force_2fa=False)
+            await self._login()
             return
         token = launch.settings_path / launch.java.properties["restart"] / "autorestart"
         try:
@@ -465,9 +465,16 @@ class Gateway:
         except OSError:
             valid = False
         if sim.scenario is Scenario.AUTORESTART_REJECTED and valid:
+            # The server refuses the token (IbcAlpha/IBC#290): the Gateway shows its "Login
+            # Error" dialog and IBC cold-restarts (LoginErrorDialogHandler.java:38-46).
             token.unlink()
             self.events.record("autorestart_rejected", path=token)
-            await self._login(force_2fa=True)
+            await asyncio.sleep(sim.login_s)
+            self._dialog("Login Error", "Opened")
+            self.console.log("Login error message:")
+            self.console.raw("The session could not be resumed: please log in again.")
+            self.console.log("Cold restart in progress")
+            self._stop_task(cold=True)
             return
         if not valid or sim.scenario is Scenario.STALE_TOKEN:
             # The Gateway shows its login dialog; IBC was started with -Drestart and leaves it
@@ -492,7 +499,7 @@ class Gateway:
             return False
         return s.get_bool("ReloginAfterSecondFactorAuthenticationTimeout", False)
 
-    async def _login(self, force_2fa: bool) -> None:
+    async def _login(self) -> None:
         launch, sim = self.launch, self.launch.sim
         await asyncio.sleep(0.2)
         self.console.log(f"Login dialog WINDOW_OPENED: LoginState is {self.login_state}")
@@ -531,10 +538,9 @@ class Gateway:
                 return
             if sim.scenario is Scenario.EXISTING_SESSION and not await self._existing_session():
                 return
-            needs_2fa = (
-                force_2fa
-                or sim.two_factor_for.applies_to(launch.mode)
-                or sim.scenario in (Scenario.TWOFA_PENDING, Scenario.TWOFA_TIMEOUT)
+            needs_2fa = sim.two_factor_for.applies_to(launch.mode) or sim.scenario in (
+                Scenario.TWOFA_PENDING,
+                Scenario.TWOFA_TIMEOUT,
             )
             if needs_2fa:
                 outcome = await self._second_factor()

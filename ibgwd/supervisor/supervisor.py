@@ -48,6 +48,7 @@ COMMAND_TIMEOUT_S = 5.0
 # plus STOP_TIMEOUT_S and two CHILD_STOP_S.
 PAUSE_SHUTDOWN_S = 60.0
 UNIT_TIMEOUT_S = 30.0  # a start or stop job of a child
+RETRY_CONVERGE_S = 5.0  # after a start sequence failed (systemd refused or timed out a call)
 
 
 def guarded(keep: bool) -> Callable[[Callable[..., bool]], Callable[..., bool]]:
@@ -171,11 +172,7 @@ class Supervisor:
         digests = self._files.write(self._settings)
         self._specs = static_specs(self._settings, self._names, self._paths, digests)
         relays = relay_specs(self._settings, self._names)
-        observed = [
-            plan.Observed(u.name, u.alive, plan.digest_of(u.description))
-            for u in self._units.list_units(self._names.unit_prefix(), fresh=True)
-        ]
-        convergence = plan.converge(self._specs, relays, observed, self._digest_key)
+        convergence = self._convergence()
         for unit_spec in convergence.adopt:
             log.info("event=unit_adopted unit=%s", unit_spec.name)
             if unit_spec.component in relays:
@@ -191,7 +188,12 @@ class Supervisor:
             self._gateways[gw.mode.value] = _Gateway(
                 gw.mode, Health(since=now, ibc_alive=adopted, detail=detail)
             )
-        self._run_jobs("start", self._start_steps(convergence))
+        self._jobs.submit(
+            "start",
+            self._start_steps(convergence),
+            done=self._unit_changed,
+            failed=self._start_failed,
+        )
         for gateway in self._gateways.values():
             self._watch_log(gateway)
             # An adopted Gateway is probed at once: ready again within a probe's time.
@@ -201,6 +203,31 @@ class Supervisor:
         self._timers.append(GLib.timeout_add(int(TICK_S * 1000), self._tick))
         self._units.on_change(self._unit_changed)
         self._publish()
+
+    def _convergence(self) -> plan.Convergence:
+        observed = [
+            plan.Observed(u.name, u.alive, plan.digest_of(u.description))
+            for u in self._units.list_units(self._names.unit_prefix(), fresh=True)
+        ]
+        relays = relay_specs(self._settings, self._names)
+        return plan.converge(self._specs, relays, observed, self._digest_key)
+
+    def _start_failed(self, error: BaseException) -> None:
+        """A start step failed (systemd refused or did not answer): converge again soon, from
+        what runs then, instead of sitting without a Gateway."""
+        log.error("event=start_failed error=%s retry_s=%.0f", error, RETRY_CONVERGE_S)
+        GLib.timeout_add(int(RETRY_CONVERGE_S * 1000), self._converge_again)
+
+    @guarded(keep=False)
+    def _converge_again(self) -> bool:
+        if not self._stopping:
+            self._jobs.submit(
+                "converge",
+                self._start_steps(self._convergence()),
+                done=self._unit_changed,
+                failed=self._start_failed,
+            )
+        return False
 
     def _start_steps(self, convergence: plan.Convergence) -> list[Callable[[], Wait | None]]:
         """Stop what differs, then start what is missing, hooks at the old image's points.
@@ -489,14 +516,18 @@ class Supervisor:
         if not self._ready_sent and not self._stopping:
             waiting = {State.FAILED, State.RATE_LIMITED, State.LOGIN_FAILED}
             states = [g.health.state for g in self._gateways.values()]
-            if State.LOGIN_FAILED in states and not self._halt_reported:
-                # A failed login waits for an admin: end the start job (READY=1, STATUS says
-                # why) so that `systemctl start` returns, a reload can be queued, and systemd
-                # does not time the start out and restart ibgwd into another login attempt.
+            halted = [s for s in states if s in (State.LOGIN_FAILED, State.RATE_LIMITED)]
+            if halted and not self._halt_reported:
+                # A failed login waits for an admin, a spent recovery budget for its backoff:
+                # end the start job (READY=1, STATUS says why) so that `systemctl start`
+                # returns, a reload can be queued, and systemd does not time the start out and
+                # restart ibgwd into another login attempt.
                 self._halt_reported = True
                 self._notifier.send(notify.ready(self._status.status_text))
                 log.error(
-                    "event=start_halted reason=login_failed status=%r", self._status.status_text
+                    "event=start_halted reason=%s status=%r",
+                    halted[0].value,
+                    self._status.status_text,
                 )
             elif all(state not in waiting for state in states):
                 self._notifier.send(notify.extend_timeout(TICK_S * 5))

@@ -59,6 +59,7 @@ TEMPLATES: tuple[tuple[str, str], ...] = (
     (r"Login has completed", "LoginManager.java:92"),
     (r"Login failed", "LoginFailedDialogHandler.java:41"),
     (r"Cold restart in progress", "LoginFailedDialogHandler.java:42"),
+    (r"Login error message:", "LoginErrorDialogHandler.java:39"),
     (r"Login has not completed: exiting immediately", "StopTask.java:81"),
     (r"Login has completed: exiting via \[File, Close\] menu", "StopTask.java:85"),
     (r"Second Factor Authentication initiated", "LoginManager.java:85"),

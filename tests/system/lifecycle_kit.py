@@ -189,6 +189,19 @@ def outages(box: Box) -> list[float]:
     return out
 
 
+def gateway_outages(box: Box) -> list[float]:
+    """Seconds the simulated Gateway's own API was closed, per restart (api_closed -> open)."""
+    out, down = [], None
+    for line in events(box):
+        t, _, rest = line.partition(" ")
+        if rest.startswith("event=api_closed"):
+            down = float(t)
+        elif rest.startswith("event=api_open") and down is not None:
+            out.append(float(t) - down)
+            down = None
+    return out
+
+
 def wait_count(box: Box, event: str, n: int, timeout: float, what: str) -> None:
     stack.wait_for(lambda: count(box, event) >= n, timeout, what, interval=0.1)
 

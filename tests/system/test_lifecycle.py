@@ -168,3 +168,34 @@ def test_reconnect_before_ready_is_refused_and_the_gateway_keeps_running(box: Bo
         assert r.returncode == 0, r.stderr
 
     checked(box, body)
+
+
+def test_recovery_budget_survives_an_ibgwd_restart(box: Box) -> None:
+    """A Gateway that keeps crashing spends the hourly budget; a crash of ibgwd itself must
+    not hand it a fresh budget (one more login, not RECOVERY_MAX_PER_HOUR more)."""
+
+    def body() -> None:
+        settings = stack.base_settings() | {
+            "RECOVERY_MAX_PER_HOUR": "2",
+            "RECOVERY_BACKOFF": "600",
+        }
+        stack.install(box, settings, sim={"Scenario": "crash_after", "CrashAfterSeconds": "2"})
+        box.run("systemctl", "start", "--no-block", kit.UNIT)
+        stack.wait_for(lambda: kit.state(box) == "rate_limited", 120, "the recovery limit")
+        budget = box.path("/var/lib/ibgwd/default/recovery-budget.json").read_text()
+        starts = kit.count(box, "starting")
+        old = int(stack.show(box, kit.UNIT, "MainPID"))
+        box.run("kill", "-9", str(old))
+        stack.wait_for(
+            lambda: int(stack.show(box, kit.UNIT, "MainPID") or 0) not in (0, old),
+            60,
+            "systemd to restart ibgwd",
+        )
+        stack.wait_for(lambda: kit.state(box) == "rate_limited", 120, "the limit again")
+        time.sleep(5)
+        # The restarted ibgwd started the stopped Gateway once; its crash met the saved budget.
+        assert kit.count(box, "starting") == starts + 1, budget
+        assert kit.state(box) == "rate_limited"
+        assert stack.show(box, kit.UNIT, "ActiveState") == "active"
+
+    checked(box, body)
