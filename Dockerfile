@@ -33,22 +33,25 @@ ARG IBC_ZIP=
 
 ARG DEBIAN_FRONTEND=noninteractive
 
-# Layer 1, cached unless GATEWAY changes: systemd, dbus and ibgwd's dependencies (so the .deb
-# layer below needs no apt-get update), plus the X libraries the real Gateway's JRE loads.
+# Layer 1, cached unless GATEWAY changes: systemd, dbus and ibgwd's dependencies (the .deb's
+# Depends: so the .deb layer below needs no apt-get update; it falls back to one if a Depends
+# was added since), including the X libraries the real Gateway's JRE loads.
 # curl: `podman kube play` turns an httpGet probe into `curl -f` run in the container.
 # Versions are those of the base's Debian release: not pinned, security updates welcome
 # (DL3008); $extra is a list of package names, split on purpose (SC2086).
 # hadolint ignore=DL3008,SC2086
 RUN case "$GATEWAY" in \
         simulated) extra="python3-tk python3-xlib x11-utils" ;; \
-        download|local) extra="ca-certificates unzip libxtst6 libxrender1 libxi6 xfonts-base fontconfig" ;; \
+        download|local) extra="unzip xfonts-base" ;; \
         *) echo "GATEWAY='$GATEWAY': accepted: download, local, simulated" >&2; exit 78 ;; \
     esac \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         systemd systemd-sysv dbus procps tzdata \
         python3 python3-dasbus python3-gi python3-jinja2 python3-prometheus-client \
-        python3-sdnotify xvfb x11vnc socat openssh-client curl $extra \
+        python3-sdnotify python3-systemd xvfb x11vnc socat openssh-client curl \
+        ca-certificates fontconfig libx11-6 libxext6 libxi6 libxrender1 libxtst6 nftables \
+        $extra \
  && rm -rf /var/lib/apt/lists/* \
  && systemctl mask getty.target console-getty.service systemd-timesyncd.service \
         systemd-firstboot.service systemd-networkd-wait-online.service \
@@ -70,7 +73,9 @@ RUN --mount=type=bind,source=dist,target=/tmp/dist \
  && sum=$(sha256sum "$deb") \
  && if [ -n "$IBGWD_DEB_SHA256" ] && [ "${sum%% *}" != "$IBGWD_DEB_SHA256" ]; then \
         echo "IBGWD_DEB_SHA256 does not match $deb (${sum%% *})" >&2; exit 65; fi \
- && apt-get install -y --no-install-recommends "$deb" \
+ && { apt-get install -y --no-install-recommends "$deb" \
+      || { echo "the package depends on more than layer 1 installs: apt-get update" >&2; \
+           apt-get update && apt-get install -y --no-install-recommends "$deb"; }; } \
  && rm -rf /var/lib/apt/lists/*
 
 # Layer 3: IB Gateway + IBC at /opt/ibgwd, where ibgwd looks by default (ibgwd install-gateway).

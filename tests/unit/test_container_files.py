@@ -137,3 +137,17 @@ def test_env_example_is_valid_old_format(tmp_path: Path) -> None:
         "default", config_dir=tmp_path, environ=environ, credentials_dir=None
     )
     assert settings.trading_mode.value == "paper"
+
+
+def test_image_layer_1_installs_every_depends_of_the_package() -> None:
+    # The .deb layer runs without apt-get update when layer 1 has its Depends (and falls back
+    # to an update, slower and not cached, when one was added without updating the Dockerfile).
+    control = (REPO / "packaging" / "debian" / "control").read_text(encoding="utf-8")
+    stanza = control[control.index("Package: ibgwd\n") :]
+    depends = stanza[stanza.index("Depends:") : stanza.index("\nRecommends:")]
+    names = {d.split("(")[0].strip() for d in depends.removeprefix("Depends:").split(",")}
+    names = {n for n in names if n and not n.startswith("${")}
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    layer_1 = dockerfile[dockerfile.index("RUN case") : dockerfile.index("systemctl mask")]
+    installed = set(layer_1.replace("\\", " ").split())
+    assert names - installed == set()
