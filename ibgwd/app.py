@@ -118,7 +118,13 @@ def _run(
 
     from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
     from ibgwd.dbus.server import publish
-    from ibgwd.metrics import MetricsServer, ProbeRecorder, build_registry
+    from ibgwd.metrics import (
+        Health,
+        MetricsServer,
+        ProbeRecorder,
+        build_registry,
+        glib_loop_probe,
+    )
     from ibgwd.units.systemd import SystemdClient
 
     runtime = Path(os.environ.get("RUNTIME_DIRECTORY", names.runtime_dir).split(":")[0])
@@ -145,7 +151,9 @@ def _run(
         digest_key=digest_key(state / DIGEST_KEY_FILE),
     )
     metrics = MetricsServer.from_setting(
-        build_registry(supervisor.status, recorder), settings.metrics_address
+        build_registry(supervisor.status, recorder),
+        settings.metrics_address,
+        Health(supervisor.status, glib_loop_probe()),
     )
     if metrics:
         metrics.start()
