@@ -19,6 +19,13 @@ def children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
 class Tree:
     """``sh -c 'CHILD & wait'``: the shell is the launcher, ``child`` the one process under it."""
 
@@ -33,6 +40,13 @@ class Tree:
                 raise RuntimeError("the launcher's child did not start")
             time.sleep(0.01)
         self.child = children(self.launcher)[0]
+        # The child shows under the launcher at fork(), while it is still a copy of the shell:
+        # wait until it has exec'd its own program (a different executable), or a test that
+        # compares the two processes races with the exec.
+        while _exe(self.child) == _exe(self.launcher):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the launcher's child did not exec")
+            time.sleep(0.01)
 
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError):
