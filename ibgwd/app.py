@@ -82,6 +82,7 @@ def _run(
     from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
     from ibgwd.dbus.server import publish
     from ibgwd.metrics import MetricsServer, ProbeRecorder, build_registry
+    from ibgwd.notifications.service import attach as attach_notifications
     from ibgwd.units.systemd import SystemdClient
 
     runtime = Path(os.environ.get("RUNTIME_DIRECTORY", names.runtime_dir).split(":")[0])
@@ -90,13 +91,14 @@ def _run(
     bus = SystemMessageBus()
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
     recorder = ProbeRecorder()
+    units = SystemdClient(bus)
     supervisor = Supervisor(
         names=names,
         settings=settings,
         paths=paths,
         load_settings=load,
         files=RuntimeFiles(paths, uid, gid),
-        units=SystemdClient(bus),
+        units=units,
         notifier=notifier,
         executor=executor,
         observer=recorder,
@@ -112,6 +114,7 @@ def _run(
         metrics.start()
         log.info("event=metrics_listening url=%s", metrics.url)
     publish(bus, supervisor, UnixGroupAuthorizer(bus_uid_lookup(bus)), names.instance)
+    notifications = attach_notifications(supervisor, settings, names, paths, units, load)
     loop = GLib.MainLoop()
     exit_code = EX_OK
 
@@ -148,6 +151,7 @@ def _run(
     finally:
         if metrics:
             metrics.stop()
+        notifications.close()
         executor.shutdown(wait=False, cancel_futures=True)
         bus.disconnect()
     sys.stdout.flush()

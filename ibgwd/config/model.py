@@ -115,6 +115,11 @@ class Settings:
     login_timeout_s: float  # grace for login + 2FA before recovery starts
     recovery_max_per_hour: int
     recovery_backoff_s: float
+    # Notifications (NOTIFY_*)
+    notify_url: Secret | None = None
+    notify_topic: str = ""
+    notify_command: str = ""
+    notify_after_s: float = 300.0
 
     def gateway(self, mode: Mode) -> GatewaySettings:
         for g in self.gateways:

@@ -1,0 +1,258 @@
+"""Notifications: which events a sequence of status snapshots yields, and the webhook sender."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, replace
+
+import pytest
+
+from ibgwd.notifications.events import Kind, Tracker
+from ibgwd.notifications.service import WebhookSender, redacted_url
+from ibgwd.status import GatewayStatus, State, Status
+
+T0 = 1_700_000_000.0
+FAILED = "login failed, IBC retries"
+
+
+def gw(state: State, detail: str = "", **kw: object) -> GatewayStatus:
+    base = GatewayStatus(
+        mode="paper",
+        state=state,
+        api_port=4002,
+        relay_port=4004,
+        api_up=state is State.READY,
+        last_probe_timestamp=0.0,
+        last_probe_latency_s=0.0,
+        last_success_timestamp=0.0,
+        probes_total=0,
+        probe_failures_total=0,
+        consecutive_failures=0,
+        detail=detail,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def snap(*gateways: GatewayStatus) -> Status:
+    return Status(
+        instance="default",
+        version="1",
+        trading_mode="paper",
+        state=gateways[0].state,
+        ready=all(g.state is State.READY for g in gateways),
+        status_text="",
+        started_timestamp=T0,
+        ready_timestamp=0.0,
+        gateways=gateways,
+    )
+
+
+def kinds(tracker: Tracker, steps: list[tuple[float, GatewayStatus]]) -> list[Kind]:
+    out: list[Kind] = []
+    for t, g in steps:
+        out += [e.kind for e in tracker.observe(snap(g), T0 + t)]
+    return out
+
+
+def test_login_with_2fa_approval_prompts_once_with_its_deadline_then_ready() -> None:
+    tracker = Tracker(notify_after_s=300)
+    tracker.observe(snap(gw(State.LOGGING_IN)), T0 + 1)
+    events = tracker.observe(snap(gw(State.WAITING_2FA, "waiting for 2FA approval")), T0 + 5)
+    assert [e.kind for e in events] == [Kind.TWOFA_PROMPT]
+    assert events[0].deadline_timestamp == T0 + 5 + 180  # IBC's SecondFactorAuthenticationTimeout
+    assert "IBKR Mobile" in events[0].message and "3min left" in events[0].message
+    assert events[0].priority == 5
+    after = kinds(
+        tracker,
+        [
+            (20, gw(State.LOGGING_IN, "login completed, waiting for the API")),
+            (22, gw(State.READY)),
+            (30, gw(State.READY, last_probe_timestamp=T0 + 30)),
+        ],
+    )
+    assert after == [Kind.READY]
+
+
+@dataclass(frozen=True)
+class WithDeadline(GatewayStatus):
+    """A snapshot that knows IBC's exact 2FA deadline (the health loop's field)."""
+
+    twofa_deadline_timestamp: float = 0.0
+
+
+def test_exact_deadline_from_the_snapshot_is_used_and_a_new_deadline_is_a_new_prompt() -> None:
+    tracker = Tracker(notify_after_s=0)
+    tracker.observe(snap(gw(State.LOGGING_IN)), T0)
+    base = gw(State.WAITING_2FA)
+    first = WithDeadline(**vars(base), twofa_deadline_timestamp=T0 + 100)
+    events = tracker.observe(snap(first), T0 + 1)
+    assert [(e.kind, e.deadline_timestamp) for e in events] == [(Kind.TWOFA_PROMPT, T0 + 100)]
+    # IBC re-logs in after the timeout: the same state, a later deadline
+    second = WithDeadline(**vars(base), twofa_deadline_timestamp=T0 + 300)
+    events = tracker.observe(snap(second), T0 + 120)
+    assert [e.kind for e in events] == [Kind.TWOFA_EXPIRED, Kind.TWOFA_PROMPT]
+
+
+def test_2fa_expiry_is_reported_when_the_prompt_ends_without_approval() -> None:
+    tracker = Tracker(notify_after_s=0)
+    got = kinds(
+        tracker,
+        [
+            (1, gw(State.LOGGING_IN)),
+            (2, gw(State.WAITING_2FA)),
+            (60, gw(State.RECOVERING, "IBC/Gateway process exited")),
+            (70, gw(State.LOGGING_IN)),
+            (75, gw(State.WAITING_2FA)),
+        ],
+    )
+    assert got == [Kind.TWOFA_PROMPT, Kind.TWOFA_EXPIRED, Kind.TWOFA_PROMPT]
+
+
+def test_2fa_deadline_passing_without_a_new_snapshot_is_noticed_by_the_tick() -> None:
+    tracker = Tracker(notify_after_s=0)
+    kinds(tracker, [(1, gw(State.LOGGING_IN)), (2, gw(State.WAITING_2FA))])
+    assert tracker.tick(T0 + 100) == []
+    assert [e.kind for e in tracker.tick(T0 + 183)] == [Kind.TWOFA_EXPIRED]
+    assert tracker.tick(T0 + 200) == []  # once
+    # the prompt ending afterwards is not a second expiry
+    assert kinds(tracker, [(210, gw(State.RECOVERING))]) == []
+
+
+def test_wrong_password_reports_each_failed_login_and_the_rate_limit() -> None:
+    tracker = Tracker(notify_after_s=0)
+    got = kinds(
+        tracker,
+        [
+            (1, gw(State.LOGGING_IN)),
+            (3, gw(State.LOGGING_IN, FAILED, recoveries={"login_failed": 1})),
+            (9, gw(State.LOGGING_IN, FAILED, recoveries={"login_failed": 2})),
+            (9.5, gw(State.LOGGING_IN, FAILED, recoveries={"login_failed": 2})),
+            (
+                15,
+                gw(State.RATE_LIMITED, "login failed repeatedly", recoveries={"login_failed": 3}),
+            ),
+        ],
+    )
+    assert got == [Kind.LOGIN_FAILED, Kind.LOGIN_FAILED, Kind.LOGIN_FAILED, Kind.RATE_LIMITED]
+
+
+def test_down_longer_than_notify_after_once_per_outage_then_ready_again() -> None:
+    tracker = Tracker(notify_after_s=60)
+    assert kinds(tracker, [(1, gw(State.READY))]) == [Kind.READY]  # first ready of the run
+    assert kinds(tracker, [(100, gw(State.DEGRADED, "API timeout"))]) == []
+    assert tracker.tick(T0 + 150) == []
+    down = tracker.tick(T0 + 161)
+    assert [e.kind for e in down] == [Kind.DOWN]
+    assert down[0].since_timestamp == T0 + 100
+    assert tracker.tick(T0 + 300) == []
+    assert kinds(tracker, [(310, gw(State.RECOVERING))]) == []
+    ready = tracker.observe(snap(gw(State.READY)), T0 + 320)
+    assert [e.kind for e in ready] == [Kind.READY]
+    assert "again" in ready[0].message and "4004" in ready[0].message
+
+
+def test_a_short_blip_or_a_quiet_restart_sends_nothing() -> None:
+    tracker = Tracker(notify_after_s=300)
+    kinds(tracker, [(1, gw(State.READY))])
+    got = kinds(
+        tracker,
+        [(100, gw(State.RESTARTING, "Gateway restarting")), (160, gw(State.READY))],
+    )
+    assert got == []
+    assert tracker.tick(T0 + 1000) == []
+
+
+def test_stopping_is_not_an_outage() -> None:
+    tracker = Tracker(notify_after_s=10)
+    kinds(tracker, [(1, gw(State.READY)), (5, gw(State.STOPPING))])
+    assert tracker.tick(T0 + 100) == []
+
+
+def test_restart_scheduled_by_ibc_and_by_timestamps() -> None:
+    tracker = Tracker(notify_after_s=0)
+    kinds(tracker, [(1, gw(State.READY))])
+    assert kinds(tracker, [(5, gw(State.READY, "restart scheduled"))]) == [Kind.RESTART_SCHEDULED]
+    assert kinds(tracker, [(6, gw(State.READY, "restart scheduled"))]) == []
+
+
+def test_payload_is_json_for_ntfy_gotify_and_webhooks_and_has_no_secret_fields() -> None:
+    tracker = Tracker(notify_after_s=0)
+    tracker.observe(snap(gw(State.LOGGING_IN)), T0)
+    event = tracker.observe(snap(gw(State.WAITING_2FA)), T0 + 1)[0]
+    body = event.as_dict(topic="alerts")
+    assert set(body) >= {"title", "message", "priority", "tags", "topic", "event", "mode"}
+    assert body["event"] == "twofa_prompt" and body["topic"] == "alerts"
+    assert isinstance(body["priority"], int) and 1 <= body["priority"] <= 5
+    json.dumps(body)
+    env = event.environment()
+    assert env["IBGWD_EVENT"] == "twofa_prompt" and env["IBGWD_DEADLINE"] == str(int(T0 + 181))
+
+
+class FakePost:
+    def __init__(self, codes: list[int | Exception]) -> None:
+        self.codes = codes
+        self.bodies: list[dict[str, object]] = []
+        self.done = threading.Event()
+
+    def __call__(self, url: str, body: bytes, timeout_s: float) -> int:
+        self.bodies.append(json.loads(body))
+        code = self.codes.pop(0) if self.codes else 200
+        if not self.codes:
+            self.done.set()
+        if isinstance(code, Exception):
+            raise code
+        return code
+
+
+def _event():  # type: ignore[no-untyped-def]
+    tracker = Tracker(notify_after_s=0)
+    tracker.observe(snap(gw(State.LOGGING_IN)), T0)
+    return tracker.observe(snap(gw(State.WAITING_2FA)), T0 + 1)[0]
+
+
+def test_webhook_retries_with_backoff_until_accepted() -> None:
+    post = FakePost([OSError("refused"), 503, 429, 200])
+    sleeps: list[float] = []
+    sender = WebhookSender("http://127.0.0.1:1/hook", post=post, sleep=sleeps.append)
+    sender.put(_event())
+    assert post.done.wait(5)
+    sender.close()
+    assert sleeps == [1.0, 2.0, 4.0]
+    assert sender.sent == 1 and len(post.bodies) == 4
+
+
+def test_webhook_gives_up_on_a_client_error_and_keeps_going() -> None:
+    post = FakePost([404, 200])
+    sender = WebhookSender("http://127.0.0.1:1/hook", post=post, sleep=lambda s: None)
+    sender.put(_event())
+    sender.put(_event())
+    assert post.done.wait(5)
+    sender.close()
+    assert sender.dropped == 1 and sender.sent == 1
+
+
+def test_webhook_put_never_blocks_when_the_receiver_hangs() -> None:
+    gate = threading.Event()
+
+    def hang(url: str, body: bytes, timeout_s: float) -> int:
+        gate.wait(5)
+        return 200
+
+    sender = WebhookSender("http://127.0.0.1:1/hook", post=hang, sleep=lambda s: None)
+    for _ in range(200):  # more than the queue holds: the rest is dropped, put() returns
+        sender.put(_event())
+    assert sender.dropped >= 200 - 64 - 1
+    gate.set()
+    sender.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://gotify.example/message?token=AbC123", "https://gotify.example/…"),
+        ("http://user:pw@10.0.0.1:8080/x", "http://10.0.0.1:8080/…"),
+    ],
+)
+def test_logged_url_hides_path_query_and_credentials(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown
