@@ -80,6 +80,7 @@ def _run(
     from dasbus.connection import SystemMessageBus
 
     from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
+    from ibgwd.dbus.diagnostics import attach_diagnostics
     from ibgwd.dbus.server import publish
     from ibgwd.metrics import MetricsServer, ProbeRecorder, build_registry
     from ibgwd.notifications.service import attach as attach_notifications
@@ -113,6 +114,7 @@ def _run(
     if metrics:
         metrics.start()
         log.info("event=metrics_listening url=%s", metrics.url)
+    attach_diagnostics(bus, settings, names, paths, units, uid, gid)
     publish(bus, supervisor, UnixGroupAuthorizer(bus_uid_lookup(bus)), names.instance)
     notifications = attach_notifications(supervisor, settings, names, paths, units, load)
     loop = GLib.MainLoop()
