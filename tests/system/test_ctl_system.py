@@ -47,7 +47,8 @@ def test_exit_codes_wait_logs_list_and_a_screenshot_of_the_gateway_window(box: B
     stack.install(
         box, stack.base_settings(), {"Scenario": "twofa_pending", "TwoFactorFor": "paper"} | accept
     )
-    box.run("useradd", "--no-create-home", "--groups", "ibgwd", "operator", check=False)
+    box.path("/etc/sysusers.d/operator.conf").write_text("u operator - - /\nm operator ibgwd\n")
+    box.run("systemd-sysusers")
 
     # no daemon: 69 for every query, with a sentence naming the unit
     code, _, err = ctl(box, "status")
