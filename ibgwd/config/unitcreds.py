@@ -53,8 +53,25 @@ def parse_show(text: str) -> list[UnitCredential]:
     return found
 
 
+def from_properties(props: Mapping[str, object]) -> list[UnitCredential]:
+    """The unit's credential properties as read over D-Bus: a(ss) for Load*, a(say) for Set*."""
+    found: list[UnitCredential] = []
+    for key in PROPERTIES:
+        for entry in props.get(key) or ():  # type: ignore[attr-defined]
+            name, source = str(entry[0]), entry[1]
+            if key.startswith("Set"):
+                source = "inline"
+            found.append(UnitCredential(name, str(source), key.endswith("Encrypted"), key))
+    return found
+
+
 def unit_credentials(service: str) -> list[UnitCredential]:
-    """The credentials `service` loads, from systemd (empty when systemctl is not usable)."""
+    """The credentials `service` loads, asked from systemd over D-Bus (`systemctl show`
+    prints them only from systemd 254 on); empty when systemd is not reachable."""
+    try:
+        return from_properties(_dbus_properties(service))
+    except Exception:  # no system bus, no systemd: fall back to systemctl's text
+        pass
     argv = ["systemctl", "show", *(f"--property={p}" for p in PROPERTIES), "--", service]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
@@ -62,7 +79,27 @@ def unit_credentials(service: str) -> list[UnitCredential]:
         return []
     if result.returncode != 0:
         return []
-    return parse_show(result.stdout)
+    return [c for c in parse_show(result.stdout) if c.name != "[unprintable]"]
+
+
+def _dbus_properties(service: str) -> dict[str, object]:
+    from dasbus.connection import SystemMessageBus
+    from dasbus.typing import unwrap_variant
+
+    bus = SystemMessageBus()
+    try:
+        manager = bus.get_proxy("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
+        path = manager.LoadUnit(service)
+        props = bus.get_proxy("org.freedesktop.systemd1", path, "org.freedesktop.DBus.Properties")
+        out: dict[str, object] = {}
+        for key in PROPERTIES:
+            try:
+                out[key] = unwrap_variant(props.Get("org.freedesktop.systemd1.Service", key))
+            except Exception:  # an older systemd without SetCredentialEncrypted, ...
+                out[key] = []
+        return out
+    finally:
+        bus.disconnect()
 
 
 def _credstore_path(name: str, encrypted: bool) -> Path | None:

@@ -388,3 +388,21 @@ def test_systemctl_show_output_is_parsed() -> None:
         ("a", "/x", True),
         ("b", "/y", True),
     ]
+
+
+def test_credentials_read_from_systemd_properties() -> None:
+    from ibgwd.config import unitcreds
+
+    creds = unitcreds.from_properties(
+        {
+            "LoadCredential": [("tws_password", "/etc/credstore/pw")],
+            "LoadCredentialEncrypted": [("vnc_server_password", "/etc/credstore.encrypted/v")],
+            "SetCredential": [("notify_url", b"https://x/")],
+            "SetCredentialEncrypted": [],
+        }
+    )
+    assert [(c.name, c.source, c.encrypted, c.directive) for c in creds] == [
+        ("tws_password", "/etc/credstore/pw", False, "LoadCredential"),
+        ("vnc_server_password", "/etc/credstore.encrypted/v", True, "LoadCredentialEncrypted"),
+        ("notify_url", "inline", False, "SetCredential"),
+    ]
