@@ -55,6 +55,10 @@ EXPECTED_FILES = [
     "./usr/bin/ibgwdctl",
     "./usr/share/doc/ibgwd/copyright",
     f"{PY}/ibgwd/render/templates/config.ini.j2",
+    "./usr/share/bash-completion/completions/ibgwd",
+    "./usr/share/bash-completion/completions/ibgwdctl",
+    "./usr/share/doc/ibgwd/operating.md.gz",
+    "./usr/share/doc/ibgwd/monitoring/alerts.yml",
 ]
 
 
