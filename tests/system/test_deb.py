@@ -58,7 +58,9 @@ EXPECTED_FILES = [
     "./usr/share/bash-completion/completions/ibgwd",
     "./usr/share/bash-completion/completions/ibgwdctl",
     "./usr/share/doc/ibgwd/operating.md.gz",
-    "./usr/share/doc/ibgwd/monitoring/alerts.yml",
+    "./usr/share/ibgwd/monitoring/alerts.yml",
+    "./usr/share/ibgwd/monitoring/grafana-dashboard.json",
+    "./usr/share/doc/ibgwd/monitoring",
 ]
 
 
