@@ -73,6 +73,8 @@ def test_check_config_valid_exits_0_with_a_summary(conf_dir: Path) -> None:
         ("PROBE_CLIENT_ID", "0"),
         ("RELAY_BIND_ADDRESS", "example.org"),
         ("RELAY_ALLOW", "10.0.0.300"),
+        ("NOTIFY_URL", "ftp://secret-token@example.org/"),
+        ("NOTIFY_AFTER", "soon"),
     ],
 )
 def test_check_config_bad_input_exits_78_names_the_setting_and_changes_nothing(
@@ -406,3 +408,10 @@ def test_credentials_read_from_systemd_properties() -> None:
         ("vnc_server_password", "/etc/credstore.encrypted/v", True, "LoadCredentialEncrypted"),
         ("notify_url", "inline", False, "SetCredential"),
     ]
+
+
+def test_a_bad_notify_url_never_shows_its_token(conf_dir: Path) -> None:
+    env = {**CREDS, "NOTIFY_URL": "htps://ntfy.example/?token=tk_s3cret"}
+    code, _, err = run(["--config-dir", str(conf_dir), "check-config"], env)
+    assert code == 78 and "ibgwd: NOTIFY_URL: invalid value '<redacted>'" in err
+    assert "tk_s3cret" not in err

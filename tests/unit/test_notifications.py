@@ -256,3 +256,99 @@ def test_webhook_put_never_blocks_when_the_receiver_hangs() -> None:
 )
 def test_logged_url_hides_path_query_and_credentials(url: str, shown: str) -> None:
     assert redacted_url(url) == shown
+
+
+# --- the service: command units and reload ---------------------------------------------
+
+
+def _settings(tmp_path, env):  # type: ignore[no-untyped-def]
+    from settings_samples import BASE_ENV, load
+
+    return load({**BASE_ENV, **env}, tmp_path)
+
+
+def test_notify_command_runs_as_a_oneshot_unit_with_the_event_in_its_environment(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from ibgwd.names import InstanceNames
+    from ibgwd.notifications.service import Notifications
+    from ibgwd.units.spec import Paths, UnitSpec
+
+    settings = _settings(tmp_path, {"NOTIFY_COMMAND": 'logger -t ibgwd "$IBGWD_TITLE"'})
+    started: list[UnitSpec] = []
+    paths = Paths(runtime_dir=Path("/run/ibgwd/default"), state_dir=Path("/var/lib/ibgwd/default"))
+    n = Notifications(
+        settings, InstanceNames("default"), paths, started.append, clock=lambda: T0 + 5
+    )
+    assert n.enabled
+    n.on_status(snap(gw(State.LOGGING_IN)))
+    n.on_status(snap(gw(State.WAITING_2FA)))
+    assert len(started) == 1
+    spec = started[0]
+    assert spec.exec_start == ("/bin/sh", "-c", 'logger -t ibgwd "$IBGWD_TITLE"')
+    assert spec.service_type == "oneshot" and spec.user == "ibgateway"
+    assert spec.name.startswith("ibgwd-default-notify-") and spec.name.endswith(".service")
+    env = dict(e.split("=", 1) for e in spec.environment)
+    assert env["IBGWD_EVENT"] == "twofa_prompt" and env["IBGWD_MODE"] == "paper"
+    assert "live-pass" not in repr(spec)  # the password of BASE_ENV
+
+
+def test_a_failing_command_start_never_breaks_supervision(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from ibgwd.names import InstanceNames
+    from ibgwd.notifications.service import Notifications
+    from ibgwd.units.spec import Paths, UnitSpec
+
+    def refuse(spec: UnitSpec) -> None:
+        raise RuntimeError("systemd said no")
+
+    settings = _settings(tmp_path, {"NOTIFY_COMMAND": "true"})
+    paths = Paths(runtime_dir=Path("/run/x"), state_dir=Path("/var/lib/x"))
+    n = Notifications(settings, InstanceNames("default"), paths, refuse, clock=lambda: T0)
+    n.on_status(snap(gw(State.READY)))  # no exception
+
+
+def test_reload_picks_up_new_notify_settings(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from ibgwd.names import InstanceNames
+    from ibgwd.notifications.service import Notifications
+    from ibgwd.units.spec import Paths
+
+    class Hook:
+        def __init__(self, url: str, topic: str) -> None:
+            self.url, self.topic, self.events = url, topic, []  # type: ignore[var-annotated]
+
+        def put(self, event: object) -> None:
+            self.events.append(event)
+
+        def close(self, timeout_s: float = 0) -> None:
+            pass
+
+    made: list[Hook] = []
+
+    def factory(url: str, topic: str) -> Hook:
+        made.append(Hook(url, topic))
+        return made[-1]
+
+    first = _settings(tmp_path, {})
+    second = _settings(tmp_path, {"NOTIFY_URL": "https://ntfy.example/", "NOTIFY_TOPIC": "t"})
+    paths = Paths(runtime_dir=Path("/run/x"), state_dir=Path("/var/lib/x"))
+    n = Notifications(
+        first,
+        InstanceNames("default"),
+        paths,
+        lambda spec: None,
+        reload_settings=lambda: second,
+        clock=lambda: T0,
+        webhook_factory=factory,  # type: ignore[arg-type]
+    )
+    assert not n.enabled and made == []
+    n.on_status(snap(gw(State.READY)))
+    n.on_status(replace(snap(gw(State.READY)), reloads_total=1))
+    assert n.enabled and [(h.url, h.topic) for h in made] == [("https://ntfy.example/", "t")]
+    n.on_status(replace(snap(gw(State.DEGRADED)), reloads_total=1))
+    assert made[0].events == []  # degraded alone is no event; the webhook is wired
