@@ -25,6 +25,7 @@ from ibgwd.config.model import Settings
 from ibgwd.dbus.auth import ACTION_MANAGE, Authorizer, requires_authorization, secure_by_default
 from ibgwd.errors import NotReadyError
 from ibgwd.names import BUS_NAME_PREFIX, OBJECT_PATH, InstanceNames
+from ibgwd.units.sandbox import LOCAL, Sandbox
 from ibgwd.units.spec import Paths, UnitSpec, ibc_spec
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,17 @@ DIAGNOSTICS_PATH = OBJECT_PATH + "/Diagnostics"
 DIAGNOSTICS_INTERFACE = BUS_NAME_PREFIX + ".Diagnostics"
 CAPTURE_TIMEOUT_S = 20.0
 MAX_PNG_BYTES = 32 * 1024 * 1024
+# The capture reads the X socket in /tmp/.X11-unix and writes one file: no network at all.
+CAPTURE_SANDBOX = Sandbox(
+    address_families=LOCAL,
+    system_call_filter=("@system-service",),
+    memory_deny_write_execute=True,
+    private_network=True,
+    deny_all_ip=True,
+    protect_proc="invisible",
+    proc_subset="pid",
+    protect_system="strict",
+)
 
 
 def capture_spec(settings: Settings, names: InstanceNames, paths: Paths, output: Path) -> UnitSpec:
@@ -139,9 +151,11 @@ def attach_diagnostics(
     """Composition for app.py: the screenshot taker behind the instance's Diagnostics object."""
     from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
     from ibgwd.units.properties import unit_properties
+    from ibgwd.units.sandbox import sandbox_properties
 
     def start_unit(spec: UnitSpec) -> str:
         props = unit_properties(spec, parent=names.service, slice_name=names.slice)
+        props += sandbox_properties(CAPTURE_SANDBOX)  # later entries win
         return str(units.start_transient(spec.name, props))
 
     taker = ScreenshotTaker(settings, names, paths, units, start_unit, uid, gid)
