@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import secrets
 import signal
 import sys
 from collections.abc import Callable
@@ -20,8 +21,10 @@ from ibgwd.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigEr
 from ibgwd.log import setup_logging
 from ibgwd.names import GATEWAY_USER, InstanceNames
 from ibgwd.supervisor.files import RuntimeFiles
+from ibgwd.supervisor.plan import StopKind, stop_kind
 from ibgwd.supervisor.supervisor import Supervisor
 from ibgwd.units.spec import Paths
+from ibgwd.units.systemd import UnitManager
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,29 @@ def _read_version(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip().splitlines()[0]
     except (OSError, IndexError):
         return ""
+
+
+DIGEST_KEY_FILE = "unit-digest.key"
+
+
+def digest_key(path: Path) -> bytes:
+    """The key of the spec digests in the units' Descriptions (root only, made once)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        return key
+
+
+def _stop_kind(units: UnitManager, service: str, shutdown_action: str, signum: int) -> StopKind:
+    """SIGTERM from systemd: a restart job keeps the children, a stop job or a shutdown ends
+    them (docs/decisions.md). SIGINT, or a run outside systemd: stop."""
+    if signum != signal.SIGTERM or not os.environ.get("INVOCATION_ID"):
+        return stop_kind(None, "", shutdown_action)
+    return stop_kind(units.job_type(service), units.system_state(), shutdown_action)
 
 
 def main(instance: str, config_dir: Path) -> int:
@@ -90,9 +116,9 @@ def _run(
     state = Path(os.environ.get("STATE_DIRECTORY", names.state_dir).split(":")[0])
     paths = Paths(runtime_dir=runtime, state_dir=state)
     bus = SystemMessageBus()
+    units = SystemdClient(bus)
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
     recorder = ProbeRecorder()
-    units = SystemdClient(bus)
     supervisor = Supervisor(
         names=names,
         settings=settings,
@@ -107,6 +133,7 @@ def _run(
             settings.gateway_version,
             _read_version(Path(settings.ibc_path) / "version"),
         ),
+        digest_key=digest_key(state / DIGEST_KEY_FILE),
     )
     metrics = MetricsServer.from_setting(
         build_registry(supervisor.status, recorder), settings.metrics_address
@@ -120,13 +147,17 @@ def _run(
     loop = GLib.MainLoop()
     exit_code = EX_OK
 
-    def on_stop() -> bool:
-        log.info("event=stop_requested")
+    def on_stop(signum: int) -> bool:
         try:
-            supervisor.stop()
-        except Exception:  # best effort: systemd stops the children anyway (BindsTo=)
-            log.exception("event=stop_failed")
-        finally:
+            kind = _stop_kind(units, names.service, settings.shutdown_action, signum)
+        except Exception:  # systemd did not answer: the conventional meaning of SIGTERM
+            log.exception("event=stop_kind_unknown action=stop")
+            kind = StopKind.STOP
+        log.info("event=stop_requested signal=%d kind=%s", signum, kind.value)
+        try:
+            supervisor.stop(kind, done=loop.quit)
+        except Exception:  # the children are ordered before ibgwd: systemd stops what is left
+            log.exception("event=stop_failed kind=%s", kind.value)
             loop.quit()
         return False
 
@@ -135,18 +166,21 @@ def _run(
             supervisor.reload()
         except ConfigError as exc:
             log.error("event=reload_refused problems=%s", exc)
+        except Exception:  # a failed reload must not disarm the handler (then SIGHUP kills)
+            log.exception("event=reload_failed")
         return True
 
-    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, on_stop)
-    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, on_stop)
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, on_stop, signal.SIGTERM)
+    GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, on_stop, signal.SIGINT)
     GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGHUP, on_reload)
     try:
         supervisor.start()
         loop.run()
     except IbgwdError as exc:
+        # The children keep running: the restarted ibgwd adopts them (Restart=on-failure).
         log.error("event=fatal error=%s", exc)
         exit_code = exc.exit_code if exc.exit_code != EX_CONFIG else EX_UNAVAILABLE
-        supervisor.stop()
+        supervisor.stop(StopKind.DETACH)
     except Exception:
         log.exception("event=crash")
         exit_code = EX_SOFTWARE

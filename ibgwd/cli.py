@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from ibgwd import __version__, errors, names
+from ibgwd import __version__, advice, errors, names
 from ibgwd.config.load import conffile_path, load_settings
 from ibgwd.config.model import Settings
 from ibgwd.errors import ConfigError, IbgwdError, Problem
@@ -327,6 +327,8 @@ def _check_config(
     if problems:
         raise ConfigError(problems)
     render_files(settings, runtime_dir=Path(names.InstanceNames(settings.instance).runtime_dir))
+    for warning in advice.warnings(settings):
+        log.warning("%s", warning)
     print(f"ibgwd: configuration valid: {_summary(settings)}", file=out)
     print(f"ibgwd: conffile {conffile}" + (" (missing)" if missing else ""), file=out)
     return errors.EX_OK

@@ -263,6 +263,7 @@ def _gateway_families(
         "Recovery actions taken, by kind (soft_restart, unit_restart, watchdog, ...).",
         labels=["mode", "kind"],
     )
+    lifecycle = _lifecycle_families(gateways)
     for g in gateways:
         m = [g.mode]
         info.add_metric(m, {"api_port": str(g.api_port), "relay_port": str(g.relay_port)})
@@ -284,6 +285,53 @@ def _gateway_families(
             recoveries.add_metric([g.mode, kind], n)
     yield from (info, state, ready_ts, login_wait, api_up, probes, failures, consecutive)
     yield from (last_probe, last_success, last_duration, duration, recoveries)
+    yield from lifecycle
+
+
+def _lifecycle_families(gateways: Sequence[GatewayStatus]) -> list[Metric]:
+    """The Gateway's schedule, 2FA deadline, login failures and read-only API, per mode."""
+    mode = ["mode"]
+    next_restart = GaugeMetricFamily(
+        _name("gateway_next_restart_timestamp_seconds"),
+        "Unix time of the Gateway's next daily restart (no new login), 0 = none.",
+        labels=mode,
+    )
+    next_login = GaugeMetricFamily(
+        _name("gateway_next_full_login_timestamp_seconds"),
+        "Unix time of the next weekly full login (2FA): Sunday's cold restart.",
+        labels=mode,
+    )
+    soft = GaugeMetricFamily(
+        _name("gateway_soft_restart_timestamp_seconds"),
+        "Unix time a soft restart accepted by IBC takes effect, 0 = none pending.",
+        labels=mode,
+    )
+    twofa = GaugeMetricFamily(
+        _name("twofa_deadline_timestamp_seconds"),
+        "Unix time the pending 2FA prompt expires, 0 = no prompt pending.",
+        labels=mode,
+    )
+    login_failures = CounterMetricFamily(
+        _name("login_failures"),
+        "Login failed dialogs (one per failed login); logins stop after one until an admin acts.",
+        labels=mode,
+    )
+    read_only = GaugeMetricFamily(
+        _name("gateway_read_only_api"),
+        "1 when API clients cannot place orders (READ_ONLY_API=yes), 0 when they can "
+        "(READ_ONLY_API=no); absent when unset (the Gateway's own setting).",
+        labels=mode,
+    )
+    for g in gateways:
+        m = [g.mode]
+        next_restart.add_metric(m, g.next_restart_timestamp)
+        next_login.add_metric(m, g.next_cold_restart_timestamp)
+        soft.add_metric(m, g.soft_restart_timestamp)
+        twofa.add_metric(m, g.twofa_deadline_timestamp)
+        login_failures.add_metric(m, g.login_failures)
+        if g.read_only_api is not None:
+            read_only.add_metric(m, float(g.read_only_api))
+    return [next_restart, next_login, soft, twofa, login_failures, read_only]
 
 
 def _component_families(s: Status) -> Iterable[Metric]:

@@ -14,6 +14,9 @@ class State(enum.Enum):
     STARTING = "starting"  # rendering, starting display and units
     LOGGING_IN = "logging_in"  # IBC typing credentials, API port not yet answering
     WAITING_2FA = "waiting_2fa"  # second factor pending (from IBC's log)
+    SELECT_2FA_DEVICE = "select_2fa_device"  # the 2FA dialog asks which device to use
+    EXPIRED_2FA = "expired_2fa"  # the 2FA prompt expired: no approval possible any more
+    LOGIN_FAILED = "login_failed"  # IB refused the credentials: no login until an admin acts
     READY = "ready"  # API answered the full check
     RESTARTING = "restarting"  # a known restart window: AutoRestartTime, cold restart, soft RESTART
     DEGRADED = "degraded"  # probes failing, below the failure threshold
@@ -29,9 +32,12 @@ STATE_SEVERITY = {
     State.STARTING: 2,
     State.LOGGING_IN: 2,
     State.WAITING_2FA: 3,
+    State.SELECT_2FA_DEVICE: 3,
+    State.EXPIRED_2FA: 3,
     State.DEGRADED: 4,
     State.RECOVERING: 5,
     State.RATE_LIMITED: 6,
+    State.LOGIN_FAILED: 6,
     State.FAILED: 7,
     State.STOPPING: 8,
 }
@@ -72,6 +78,15 @@ class GatewayStatus:
     ready_timestamp: float = 0.0
     login_wait_s: float = 0.0  # seconds spent in LOGGING_IN / WAITING_2FA on the current login
     detail: str = ""
+    # Lifecycle (Unix seconds, 0 = none/unknown)
+    twofa_deadline_timestamp: float = 0.0  # when the pending 2FA prompt expires
+    next_restart_timestamp: float = 0.0  # the Gateway's next daily (or RESTART-set) restart
+    next_cold_restart_timestamp: float = 0.0  # the next weekly full login (2FA)
+    soft_restart_timestamp: float = 0.0  # a soft restart IBC accepted, due then
+    restart_reason: str = ""  # while restarting: daily restart, cold restart, soft restart ...
+    read_only_api: bool | None = None  # READ_ONLY_API as rendered; None = Gateway's own setting
+    login_failures: int = 0  # "Login failed" dialogs seen (one dialog = one failure)
+    login_failed_reason: str = ""  # set while logins are halted after a failed login
 
 
 @dataclass(frozen=True)
@@ -114,8 +129,10 @@ class Controller(Protocol):
         Returns the names of the components that were restarted.
         """
 
-    def restart(self, hard: bool, mode: str) -> None:
-        """Soft restart through IBC (no 2FA), or hard (restart the IBC unit). mode "" = all."""
+    def restart(self, hard: bool, mode: str) -> str:
+        """Soft restart through IBC (no 2FA), or hard (restart the IBC unit). mode "" = all.
+
+        Returns what happens and when (a soft restart takes effect at the next minute)."""
 
     def reconnect(self, what: str, mode: str) -> None:
         """what = "data" or "account"; sends RECONNECTDATA / RECONNECTACCOUNT."""

@@ -137,7 +137,9 @@ READ_ONLY_API = Setting(
     "READ_ONLY_API",
     kinds.OptionalYesNo(),
     "",
-    "IBC `ReadOnlyApi`: `yes` stops API clients from placing, modifying or cancelling orders.",
+    "IBC `ReadOnlyApi`: `yes` stops API clients from placing, modifying or cancelling "
+    "orders; `no` lets them trade. Empty leaves the Gateway's own setting, which is read-only "
+    "on a fresh install (every order then fails with error 321): check-config warns.",
     "yes",
     _S.MODE,
     "read_only_api",
@@ -254,18 +256,23 @@ AUTO_RESTART_TIME = Setting(
     kinds.Time12(),
     "",
     "IBC `AutoRestartTime`: the Gateway's daily "
-    "soft restart (no 2FA until the weekly reset). Write it without quotes.",
+    "soft restart (no 2FA until the weekly reset), local time of TIME_ZONE. Write it without "
+    "quotes. Always given to IBC, so ibgwd knows when the Gateway restarts (status, D-Bus "
+    "`NextRestart`, metrics) and IBC puts it back at each login after a soft restart.",
     "11:45 PM",
     _S.RESTARTS,
     "auto_restart_time",
-    differs="Validated: a quoted value is refused instead of silently becoming a logoff.",
+    default_doc="`11:45 PM` (the Gateway's own default); none when AUTO_LOGOFF_TIME is set",
+    differs="Validated: a quoted value is refused instead of silently becoming a logoff. "
+    "Empty means the Gateway's own 11:45 PM, written to config.ini.",
 )
 AUTO_LOGOFF_TIME = Setting(
     "AUTO_LOGOFF_TIME",
     kinds.Time12(),
     "",
     "IBC `AutoLogoffTime`: a daily shutdown without "
-    "restart. Ignored by IBC when AUTO_RESTART_TIME is set.",
+    "restart (the next start is a full login). Ignored by IBC when AUTO_RESTART_TIME is set; "
+    "when set, AUTO_RESTART_TIME has no default.",
     "11:50 PM",
     _S.RESTARTS,
     "auto_logoff_time",
@@ -351,7 +358,9 @@ API_PORT_LIVE = Setting(
     "API_PORT_LIVE",
     PORT,
     "4001",
-    "The live Gateway's own API port (IBC `OverrideTwsApiPort`), on loopback.",
+    "The live Gateway's own API port (IBC `OverrideTwsApiPort`). The Gateway listens on all "
+    'addresses and cannot be told otherwise: keep its "Allow connections from localhost '
+    'only" ticked, TWS_ACCEPT_INCOMING at `manual` or `reject`, and let clients use the relay.',
     "4001",
     _S.PORTS,
     "gateways[live].api_port",
@@ -361,7 +370,7 @@ API_PORT_PAPER = Setting(
     "API_PORT_PAPER",
     PORT,
     "4002",
-    "The paper Gateway's own API port, on loopback.",
+    "The paper Gateway's own API port; it listens on all addresses, as API_PORT_LIVE.",
     "4002",
     _S.PORTS,
     "gateways[paper].api_port",
@@ -656,6 +665,21 @@ RECOVERY_BACKOFF = Setting(
     "60",
     _S.HEALTH,
     "recovery_backoff_s",
+    origin=_I,
+)
+SHUTDOWN_ACTION = Setting(
+    "SHUTDOWN_ACTION",
+    kinds.Choice(("pause", "stop")),
+    "pause",
+    "What a system shutdown or reboot does to a logged-in Gateway. `pause`: IBC `PAUSE`, the "
+    "Gateway shuts down at the next minute keeping its restart token, so the next boot within "
+    "the week logs in without 2FA (the shutdown waits up to 2 minutes for it; a Gateway not "
+    "logged in gets `STOP`). `stop`: IBC `STOP` at once, the next start is a full login. "
+    "`systemctl stop` always stops; `systemctl restart`, an upgrade or a crash of ibgwd leave "
+    "the Gateway running.",
+    "stop",
+    _S.RESTARTS,
+    "shutdown_action",
     origin=_I,
 )
 # --- Hooks -------------------------------------------------------------------------------

@@ -202,6 +202,7 @@ def build(
         login_timeout_s=r.get(s.LOGIN_TIMEOUT),
         recovery_max_per_hour=r.get(s.RECOVERY_MAX_PER_HOUR),
         recovery_backoff_s=r.get(s.RECOVERY_BACKOFF),
+        shutdown_action=r.get(s.SHUTDOWN_ACTION),
         notify_url=Secret(r.get(s.NOTIFY_URL)) if r.get(s.NOTIFY_URL) else None,
         notify_topic=r.get(s.NOTIFY_TOPIC).strip(),
         notify_command=r.get(s.NOTIFY_COMMAND).strip(),

@@ -77,20 +77,29 @@ class ManagerInterface(PropertiesInterface):  # type: ignore[misc]
         return list(self._controller.reload())
 
     @requires_authorization(ACTION_MANAGE)
-    def Restart(self, mode: Str, hard: Bool) -> None:
-        """Restart the gateway of `mode` ("" = all): soft via IBC (no new 2FA) or hard."""
+    def Restart(self, mode: Str, hard: Bool) -> Str:
+        """Restart the gateway of `mode` ("" = all): soft via IBC (no new 2FA) or hard.
+
+        A soft restart needs a logged-in Gateway (else org.ibgwd.Gateway1.Error.NotReady) and
+        takes effect at the start of the next minute, as IBC schedules it. Returns what happens
+        and when, e.g. "paper: soft restart at 10:46 PM (in 35 s)"."""
         log.info("dbus call=Restart mode=%s hard=%s", mode, hard)
-        self._controller.restart(bool(hard), _checked_mode(mode))
+        return self._controller.restart(bool(hard), _checked_mode(mode))
 
     @requires_authorization(ACTION_MANAGE)
     def ReconnectData(self, mode: Str) -> None:
-        """Ask the gateway of `mode` ("" = all) to reconnect its market data farms."""
+        """Ask the gateway of `mode` ("" = all) to reconnect its market data farms.
+
+        Refused with org.ibgwd.Gateway1.Error.NotReady unless the gateway is ready (before its
+        main window exists, IBC's RECONNECTDATA ends the Gateway)."""
         log.info("dbus call=ReconnectData mode=%s", mode)
         self._controller.reconnect("data", _checked_mode(mode))
 
     @requires_authorization(ACTION_MANAGE)
     def ReconnectAccount(self, mode: Str) -> None:
-        """Ask the gateway of `mode` ("" = all) to reconnect to the account server."""
+        """Ask the gateway of `mode` ("" = all) to reconnect to the account server.
+
+        Refused with org.ibgwd.Gateway1.Error.NotReady unless the gateway is ready."""
         log.info("dbus call=ReconnectAccount mode=%s", mode)
         self._controller.reconnect("account", _checked_mode(mode))
 
@@ -111,8 +120,9 @@ class ManagerInterface(PropertiesInterface):  # type: ignore[misc]
 
     @property
     def State(self) -> Str:
-        """Worst state of the gateways: starting, logging_in, waiting_2fa, ready, restarting,
-        degraded, recovering, rate_limited, failed or stopping."""
+        """Worst state of the gateways: starting, logging_in, waiting_2fa, select_2fa_device,
+        expired_2fa, ready, restarting, degraded, recovering, rate_limited, login_failed,
+        failed or stopping."""
         return self._get("State")
 
     @property
@@ -189,3 +199,42 @@ class ManagerInterface(PropertiesInterface):  # type: ignore[misc]
     def IbcVersion(self) -> Str:
         """Installed IBC version ("" = unknown)."""
         return self._get("IbcVersion")
+
+    @property
+    def NextRestart(self) -> Dict[Str, Double]:
+        """mode -> Unix time of the Gateway's next daily restart (AUTO_RESTART_TIME, no new
+        login); 0 = none (AUTO_LOGOFF_TIME instead)."""
+        return self._get("NextRestart")
+
+    @property
+    def NextFullLogin(self) -> Dict[Str, Double]:
+        """mode -> Unix time of the next weekly full login (2FA): TWS_COLD_RESTART on Sunday,
+        else IB's weekly re-authentication (estimated: the first daily restart on a Sunday)."""
+        return self._get("NextFullLogin")
+
+    @property
+    def SoftRestartAt(self) -> Dict[Str, Double]:
+        """mode -> Unix time a soft restart accepted by IBC takes effect; 0 = none pending."""
+        return self._get("SoftRestartAt")
+
+    @property
+    def TwoFactorDeadline(self) -> Dict[Str, Double]:
+        """mode -> Unix time the pending 2FA prompt expires; 0 = no prompt pending."""
+        return self._get("TwoFactorDeadline")
+
+    @property
+    def RestartReason(self) -> Dict[Str, Str]:
+        """mode -> while restarting: "daily restart", "cold restart", "soft restart", ...;
+        "" otherwise."""
+        return self._get("RestartReason")
+
+    @property
+    def ReadOnlyApi(self) -> Dict[Str, Str]:
+        """mode -> READ_ONLY_API as given to IBC: "yes" (orders refused), "no", or "unset"
+        (the Gateway's own setting, read-only on a fresh install)."""
+        return self._get("ReadOnlyApi")
+
+    @property
+    def LoginFailures(self) -> Dict[Str, UInt32]:
+        """mode -> "Login failed" dialogs seen (one dialog is one failure)."""
+        return self._get("LoginFailures")

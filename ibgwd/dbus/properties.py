@@ -34,7 +34,18 @@ SIGNATURES: dict[str, str] = {
     "ReadyTimestamp": "d",
     "GatewayVersion": "s",
     "IbcVersion": "s",
+    "NextRestart": "a{sd}",
+    "NextFullLogin": "a{sd}",
+    "SoftRestartAt": "a{sd}",
+    "TwoFactorDeadline": "a{sd}",
+    "RestartReason": "a{ss}",
+    "ReadOnlyApi": "a{ss}",
+    "LoginFailures": "a{su}",
 }
+
+
+def _read_only(value: bool | None) -> str:
+    return "unset" if value is None else ("yes" if value else "no")
 
 
 def _u32(value: int) -> int:
@@ -75,6 +86,13 @@ def property_values(status: Status) -> dict[str, Any]:
         "ReadyTimestamp": float(status.ready_timestamp),
         "GatewayVersion": status.gateway_version,
         "IbcVersion": status.ibc_version,
+        "NextRestart": {g.mode: float(g.next_restart_timestamp) for g in gateways},
+        "NextFullLogin": {g.mode: float(g.next_cold_restart_timestamp) for g in gateways},
+        "SoftRestartAt": {g.mode: float(g.soft_restart_timestamp) for g in gateways},
+        "TwoFactorDeadline": {g.mode: float(g.twofa_deadline_timestamp) for g in gateways},
+        "RestartReason": {g.mode: g.restart_reason for g in gateways},
+        "ReadOnlyApi": {g.mode: _read_only(g.read_only_api) for g in gateways},
+        "LoginFailures": {g.mode: _u32(g.login_failures) for g in gateways},
     }
 
 

@@ -13,6 +13,7 @@ import jinja2
 
 from ibgwd.config.model import GatewaySettings, Mode, Settings
 from ibgwd.render.properties import escape_value
+from ibgwd.schedule import settings_restart_time
 
 REDACTED = "<redacted>"
 SECRET_MODE = 0o600
@@ -85,7 +86,10 @@ def _config_ini_context(
         "read_only_api": _yes_no(settings.read_only_api),
         "bypass_warning": _yes_no(settings.bypass_warning),
         "auto_logoff_time": settings.auto_logoff_time,
-        "auto_restart_time": settings.auto_restart_time,
+        # Always rendered (the Gateway's own default unless AUTO_LOGOFF_TIME is set): ibgwd
+        # then knows the schedule, and IBC re-applies it at each login, so a soft RESTART
+        # (which moves the Gateway's restart time to its minute) is undone at the next login.
+        "auto_restart_time": settings_restart_time(settings),
         "cold_restart_time": settings.cold_restart_time,
         "accept_incoming": settings.accept_incoming,
         "allow_blind_trading": _yes_no(settings.allow_blind_trading),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,15 @@ class RuntimeFiles:
         for g in settings.gateways:
             digests[f"tunnel-{g.mode.value}"] = _digest(secret)
         return digests
+
+    def clear(self) -> None:
+        """Remove what was rendered under the runtime directory (kept across ibgwd restarts by
+        RuntimeDirectoryPreserve=, since the children that read it survive them)."""
+        for child in self.paths.runtime_dir.iterdir() if self.paths.runtime_dir.is_dir() else ():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
     def _tunnel_files(self, settings: Settings) -> list[RenderedFile]:
         """The passphrase (0600) and its askpass helper; a passphrase no longer configured is

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,18 +15,19 @@ from typing import Protocol
 
 from gi.repository import GLib
 
-from ibgwd import __version__, notify
-from ibgwd.config.model import Mode, Settings
+from ibgwd import __version__, notify, schedule
+from ibgwd.config.model import GatewaySettings, Mode, Settings
 from ibgwd.errors import CommandError, NotReadyError
 from ibgwd.ibc.command import send_command
 from ibgwd.names import InstanceNames
 from ibgwd.probes.api import ProbeResult, probe_full, probe_handshake
 from ibgwd.status import STATE_SEVERITY, ComponentStatus, GatewayStatus, State, Status
-from ibgwd.supervisor import health
-from ibgwd.supervisor.health import Action, Health, LogEvent, Policy
+from ibgwd.supervisor import budget, health, ibclog, lifecycle, plan
+from ibgwd.supervisor.health import Action, Health, Policy
+from ibgwd.supervisor.jobs import GLibScheduler, JobRunner, Wait
 from ibgwd.supervisor.logwatch import JournalFollower
+from ibgwd.supervisor.plan import StopKind, relay_specs, static_specs
 from ibgwd.units import spec as specs
-from ibgwd.units import tunnel
 from ibgwd.units.hooks import HOOK_TIMEOUT_S, Stage, hook_spec
 from ibgwd.units.properties import unit_properties
 from ibgwd.units.spec import Paths, UnitSpec
@@ -42,12 +43,40 @@ STARTUP_PROBE_S = 0.5  # while not ready: refused costs ~30 µs, and readiness s
 STOP_TIMEOUT_S = 25.0
 CHILD_STOP_S = 5.0  # x11vnc sometimes hangs in its SIGTERM handler
 COMMAND_TIMEOUT_S = 5.0
+# A PAUSE takes effect at the next minute (IBC's RestartTask), then the Gateway shuts down and
+# IBC's launcher ends ("IBC is paused"). ibgwd.service's TimeoutStopSec= allows for this bound
+# plus STOP_TIMEOUT_S and two CHILD_STOP_S.
+PAUSE_SHUTDOWN_S = 60.0
+UNIT_TIMEOUT_S = 30.0  # a start or stop job of a child
+
+
+def guarded(keep: bool) -> Callable[[Callable[..., bool]], Callable[..., bool]]:
+    """For main-loop callbacks: an exception is logged and never removes the source (GLib
+    drops a source whose callback raised); the supervisor then makes sure probing goes on."""
+
+    def wrap(fn: Callable[..., bool]) -> Callable[..., bool]:
+        @functools.wraps(fn)
+        def run(self: Supervisor, *args: object) -> bool:
+            try:
+                return fn(self, *args)
+            except Exception:
+                log.exception("event=callback_failed callback=%s", fn.__name__)
+                self._callback_failures += 1
+                self._keep_probing()
+                return keep
+
+        return run
+
+    return wrap
 
 
 class Files(Protocol):
     """Renders and writes what the children read; returns digests per unit component."""
 
     def write(self, settings: Settings) -> dict[str, str]: ...
+
+    def clear(self) -> None:
+        """Remove the rendered files (secrets included) once the children are gone."""
 
 
 class ProbeObserver(Protocol):
@@ -63,27 +92,11 @@ class _Gateway:
     timer: int = 0
 
 
-def static_specs(
-    settings: Settings, names: InstanceNames, paths: Paths, digests: dict[str, str]
-) -> dict[str, UnitSpec]:
-    """Units that run for the whole life of the instance (relays start once the API answers)."""
-    out = [specs.display_spec(settings, names)]
-    out += [specs.ibc_spec(settings, g, names, paths) for g in settings.gateways]
-    if settings.vnc_enabled:
-        out.append(specs.vnc_spec(settings, names, paths))
-    out += tunnel.tunnel_specs(settings, names, paths)
-    return {s.component: replace(s, content_digest=digests.get(s.component, "")) for s in out}
+__all__ = ["Supervisor", "relay_specs", "static_specs"]
 
 
-def relay_specs(settings: Settings, names: InstanceNames) -> dict[str, UnitSpec]:
-    if not settings.relay_enabled:
-        return {}
-    out = [specs.relay_spec(settings, g, names) for g in settings.gateways if g.relay_port]
-    return {s.component: s for s in out}
-
-
-def digest(*texts: str) -> str:
-    return hashlib.sha256("\0".join(texts).encode()).hexdigest()
+def _modes(gateways: Iterable[GatewaySettings]) -> str:
+    return ",".join(g.mode.value for g in gateways)
 
 
 class Supervisor:
@@ -104,6 +117,9 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
         versions: tuple[str, str] = ("", ""),
+        digest_key: bytes = b"",
+        jobs: JobRunner | None = None,
+        watchdog_s: float | None = None,
     ) -> None:
         self._names = names
         self._settings = settings
@@ -135,109 +151,248 @@ class Supervisor:
         self._status = self._snapshot()
         self._timers: list[int] = []
         self._poll_pending = False
+        self._digest_key = digest_key
+        self._jobs = jobs or JobRunner(GLibScheduler(), clock)
+        self._units.on_job_removed(self._jobs.job_removed)
+        self._watchdog_s = notify.watchdog_interval_s() if watchdog_s is None else watchdog_s
+        self._callback_failures = 0
+        self._stop_kind: StopKind | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Render files, clean leftovers of a crashed run, start the children, arm the timers."""
+        """Adopt the children a previous ibgwd left running, converge the rest, arm the timers.
+
+        Units running from the desired spec are kept as they are (the IB session survives a
+        crash, restart or upgrade of ibgwd); the others are replaced, leftovers stopped, and
+        missing ones started, step by step from JobRemoved."""
         self._set_text("starting display and gateway")
-        for info in self._units.list_units(self._names.unit_prefix()):
-            log.info(
-                "event=leftover_unit unit=%s state=%s action=stop", info.name, info.active_state
-            )
-            job = self._units.stop(info.name)
-            if job:
-                self._units.wait_jobs([job], STOP_TIMEOUT_S)
         digests = self._files.write(self._settings)
         self._specs = static_specs(self._settings, self._names, self._paths, digests)
-        for gw in self._settings.gateways:
-            self._gateways[gw.mode.value] = _Gateway(gw.mode, Health(since=self._clock()))
-        self._run_hook(Stage.START, wait=True)
-        display_job = self._start_unit(self._specs["display"])
-        if self._hook(Stage.X):
-            self._units.wait_jobs([display_job], HOOK_TIMEOUT_S)
-            self._run_hook(Stage.X, wait=True)
-        jobs = [
-            self._start_unit(unit_spec)
-            for unit_spec in self._specs.values()
-            if unit_spec.component != "display"
+        relays = relay_specs(self._settings, self._names)
+        observed = [
+            plan.Observed(u.name, u.alive, plan.digest_of(u.description))
+            for u in self._units.list_units(self._names.unit_prefix(), fresh=True)
         ]
-        if self._hook(Stage.IBC):
-            self._units.wait_jobs(jobs, HOOK_TIMEOUT_S)  # IBC launched, as the old image waited
-            self._run_hook(Stage.IBC, wait=False)
+        convergence = plan.converge(self._specs, relays, observed, self._digest_key)
+        for unit_spec in convergence.adopt:
+            log.info("event=unit_adopted unit=%s", unit_spec.name)
+            if unit_spec.component in relays:
+                self._relays_running[unit_spec.component] = unit_spec
+        for unit_spec in convergence.replace:
+            log.info("event=unit_differs unit=%s action=replace", unit_spec.name)
+        for name in convergence.stop:
+            log.info("event=leftover_unit unit=%s action=stop", name)
+        now = self._clock()
+        for gw in self._settings.gateways:
+            adopted = convergence.verdict(f"ibc-{gw.mode.value}") is plan.Verdict.ADOPT
+            detail = "adopted a running Gateway" if adopted else ""
+            self._gateways[gw.mode.value] = _Gateway(
+                gw.mode, Health(since=now, ibc_alive=adopted, detail=detail)
+            )
+        self._run_jobs("start", self._start_steps(convergence))
         for gateway in self._gateways.values():
             self._watch_log(gateway)
-            self._schedule_probe(gateway, STARTUP_PROBE_S)
+            # An adopted Gateway is probed at once: ready again within a probe's time.
+            adopted = gateway.health.ibc_alive
+            self._schedule_probe(gateway, 0.0 if adopted else STARTUP_PROBE_S)
         self._timers.append(GLib.timeout_add(int(UNIT_POLL_S * 1000), self._poll_units))
         self._timers.append(GLib.timeout_add(int(TICK_S * 1000), self._tick))
         self._units.on_change(self._unit_changed)
-        interval = notify.watchdog_interval_s()
-        if interval:
-            self._timers.append(GLib.timeout_add(int(interval * 1000), self._watchdog))
         self._publish()
 
-    def stop(self) -> None:
-        """Graceful stop: relays first, IBC gets STOP, then everything else."""
+    def _start_steps(self, convergence: plan.Convergence) -> list[Callable[[], Wait | None]]:
+        """Stop what differs, then start what is missing, hooks at the old image's points.
+
+        A hook stage runs only when the units it accompanies start now (not on adoption)."""
+        steps: list[Callable[[], Wait | None]] = []
+        gone = [*convergence.stop, *(s.name for s in convergence.replace)]
+        if gone:
+            steps.append(lambda: self._stop_step(gone))
+        fresh = [*convergence.start, *convergence.replace]
+        display = [s for s in fresh if s.component == "display"]
+        rest = [s for s in fresh if s.component != "display"]
+        if display:
+            steps.append(lambda: self._hook_step(Stage.START, wait=True))
+            steps.append(lambda: self._start_step(display))
+            steps.append(lambda: self._hook_step(Stage.X, wait=True))
+        if rest:
+            steps.append(lambda: self._start_step(rest))
+        if any(s.component.startswith("ibc-") for s in rest):
+            # IBC launched, as the old image waited; the hook itself is not waited for.
+            steps.append(lambda: self._hook_step(Stage.IBC, wait=False))
+        return steps
+
+    def _run_jobs(self, name: str, steps: Sequence[Callable[[], Wait | None]]) -> None:
+        """Queue a sequence; a look at the units follows it (their signals were not acted on)."""
+        self._jobs.submit(name, steps, done=self._unit_changed)
+
+    def _start_step(self, unit_specs: Sequence[UnitSpec]) -> Wait:
+        return Wait.for_jobs([self._start_unit(s) for s in unit_specs], UNIT_TIMEOUT_S)
+
+    def _stop_step(self, names: Iterable[str]) -> Wait:
+        return Wait.for_jobs([self._units.stop(n) for n in names], STOP_TIMEOUT_S)
+
+    def _hook_step(self, stage: Stage, *, wait: bool) -> Wait | None:
+        """Run a hook directory's scripts; like the old image, a failure does not stop startup."""
+        unit_spec = self._hook(stage)
+        if unit_spec is None:
+            return None
+        self._set_text(f"running {stage.value.upper()}_SCRIPTS")
+        job = self._start_unit(unit_spec)
+        if not wait or not job:
+            return None
+        return Wait(
+            frozenset({job}),
+            until=None,
+            timeout_s=HOOK_TIMEOUT_S,
+        )
+
+    def stop(self, kind: StopKind = StopKind.STOP, done: Callable[[], None] | None = None) -> None:
+        """End supervision. DETACH leaves every child running for the next ibgwd to adopt;
+        STOP sends IBC STOP, PAUSE (a system shutdown) sends IBC PAUSE so the Gateway keeps its
+        restart token; then relays, IBC, the rest and the display go, in that order. `done`
+        runs once it is over (the steps run from the main loop, never nested)."""
         if self._stopping:
             return
         self._stopping = True
-        self._notifier.send(notify.stopping("stopping: sending STOP to IBC"))
+        self._stop_kind = kind
+        self._jobs.cancel()
         for timer in self._timers:
             GLib.source_remove(timer)
         self._timers.clear()
         for gateway in self._gateways.values():
-            gateway.health = replace(gateway.health, state=State.STOPPING)
             if gateway.timer:
                 GLib.source_remove(gateway.timer)
                 gateway.timer = 0
             if gateway.follower:
                 gateway.follower.stop()
-        # Children are ordered Before= ibgwd: while ibgwd itself is being stopped, their stop
-        # jobs wait for ibgwd to exit. So nothing here waits for a stop job: the relays are
-        # signalled directly (clients get refused from now on), IBC gets a graceful STOP and we
-        # wait for its process to end; systemd stops the rest once ibgwd has exited.
-        for relay in self._relays_running.values():
-            self._units.kill(relay.name, signal.SIGTERM)
-        self._relays_running.clear()
-        for gw in self._settings.gateways:
-            try:
-                send_command("127.0.0.1", gw.command_port, "STOP", COMMAND_TIMEOUT_S)
-            except CommandError as exc:
-                log.warning("event=ibc_stop_failed mode=%s error=%s", gw.mode.value, exc)
-        ibc_units = {s.name for s in self._specs.values() if s.component.startswith("ibc-")}
-        self._wait_gone(ibc_units, STOP_TIMEOUT_S)  # a Gateway still up is signalled below
-        # The rest: queue their stops (they run at once unless systemd is stopping ibgwd, then
-        # they wait for us), signal them now, and wait a bounded time so that nothing is left
-        # when `systemctl stop ibgwd` returns; the display goes last.
-        rest = [s for s in self._specs.values() if s.component != "display"]
-        display = [s for s in self._specs.values() if s.component == "display"]
-        for group in (rest, display):
-            for unit_spec in group:
-                self._units.stop(unit_spec.name)
-                self._units.kill(unit_spec.name, signal.SIGTERM)
-            for name in self._wait_gone({s.name for s in group}, CHILD_STOP_S):
-                log.warning("event=child_stop_timeout unit=%s action=sigkill", name)
-                self._units.kill(name, signal.SIGKILL)
+        if kind is StopKind.DETACH:
+            log.info("event=detach units=%d", len(self._all()))
+            self._notifier.send(notify.stopping("restarting ibgwd; the Gateway keeps running"))
+            self._publish()
+            if done:
+                done()
+            return
+        for gateway in self._gateways.values():
+            gateway.health = replace(gateway.health, state=State.STOPPING)
+        verb = "PAUSE" if kind is StopKind.PAUSE else "STOP"
+        self._notifier.send(notify.stopping(f"stopping: sending {verb} to IBC"))
         self._publish()
+        self._jobs.submit("stop", self._stop_sequence(kind), done=done)
 
-    def _wait_gone(self, names: set[str], timeout_s: float) -> set[str]:
-        """Wait until none of the units has a running process; returns those that still do.
+    def _stop_sequence(self, kind: StopKind) -> list[Callable[[], Wait | None]]:
+        # Children are ordered Before= ibgwd: while systemd stops ibgwd (and at a shutdown),
+        # their stop jobs wait for ibgwd to exit. So no step waits for a stop job: relays are
+        # signalled directly (clients get refused from now on), IBC gets PAUSE or STOP and the
+        # steps wait for processes to end; systemd stops what is left once ibgwd has exited.
+        ibc = {s.name for s in self._specs.values() if s.component.startswith("ibc-")}
+        rest = [s for s in self._all() if s.component != "display"]
+        display = [s for s in self._specs.values() if s.component == "display"]
+
+        def first() -> Wait:
+            for relay in self._relays_running.values():
+                self._units.kill(relay.name, signal.SIGTERM)
+            paused = [gw for gw in self._settings.gateways if self._pause(gw.mode, kind)]
+            for gw in self._settings.gateways:
+                if gw not in paused:
+                    self._command(gw.command_port, "STOP", gw.mode.value)
+            bound = STOP_TIMEOUT_S
+            if paused:
+                # PAUSE applies at the start of the next minute, then the Gateway shuts down.
+                bound = 60.0 - time.localtime(self._wallclock()).tm_sec + PAUSE_SHUTDOWN_S
+                log.info("event=paused modes=%s wait_s=%.0f", _modes(paused), bound)
+            return Wait(until=lambda: not self._alive(ibc), timeout_s=bound)
+
+        def stop_stragglers() -> Wait | None:
+            alive = self._alive(ibc)
+            if not alive:
+                return None
+            for gw in self._settings.gateways:
+                if self._names.unit("ibc", gw.mode.value) in alive:
+                    self._command(gw.command_port, "STOP", gw.mode.value)
+            return Wait(until=lambda: not self._alive(ibc), timeout_s=STOP_TIMEOUT_S)
+
+        def terminate(group: list[UnitSpec]) -> Callable[[], Wait]:
+            def step() -> Wait:
+                names = {s.name for s in group}
+                for name in names:
+                    self._units.stop(name)
+
+                def gone() -> bool:
+                    # Signalled at each look: a unit whose start job was still running at the
+                    # first signal may have forked its process since.
+                    alive = self._alive(names)
+                    for name in alive:
+                        self._units.kill(name, signal.SIGTERM)
+                    return not alive
+
+                return Wait(until=gone, timeout_s=CHILD_STOP_S)
+
+            return step
+
+        def kill(group: list[UnitSpec]) -> Callable[[], None]:
+            def step() -> None:
+                for name in self._alive({s.name for s in group}):
+                    log.warning("event=child_stop_timeout unit=%s action=sigkill", name)
+                    self._units.kill(name, signal.SIGKILL)
+
+            return step
+
+        def finish() -> None:
+            self._relays_running.clear()
+            self._files.clear()
+            self._publish()
+
+        steps: list[Callable[[], Wait | None]] = [first]
+        if kind is StopKind.PAUSE:
+            steps.append(stop_stragglers)
+        steps += [terminate(rest), kill(rest), terminate(display), kill(display), finish]
+        return steps
+
+    def _pause(self, mode: Mode, kind: StopKind) -> bool:
+        """Send PAUSE when it can work (IBC logged in); False means: STOP instead."""
+        gateway = self._gateways.get(mode.value)
+        if kind is not StopKind.PAUSE or gateway is None or not gateway.health.ever_ready:
+            return False
+        try:
+            send_command(
+                "127.0.0.1", self._settings.gateway(mode).command_port, "PAUSE", COMMAND_TIMEOUT_S
+            )
+        except CommandError as exc:
+            log.warning("event=ibc_pause_failed mode=%s error=%s action=stop", mode.value, exc)
+            return False
+        return True
+
+    def _command(self, port: int, command: str, mode: str) -> None:
+        try:
+            send_command("127.0.0.1", port, command, COMMAND_TIMEOUT_S)
+        except CommandError as exc:
+            log.warning("event=ibc_%s_failed mode=%s error=%s", command.lower(), mode, exc)
+
+    def _alive(self, names: set[str]) -> set[str]:
+        """Those of the units that still have a running process.
 
         Not `UnitInfo.alive`: while systemd stops ibgwd, a child's queued stop job must not
         count, only its processes."""
-        deadline = self._clock() + timeout_s
-        while True:
-            units = self._units.list_units(self._names.unit_prefix())
-            alive = {u.name for u in units if u.active_state not in ("inactive", "failed")} & names
-            if not alive or self._clock() >= deadline:
-                return alive
-            time.sleep(0.1)
+        units = self._units.list_units(self._names.unit_prefix())
+        return {u.name for u in units if u.active_state not in ("inactive", "failed")} & names
 
     # ---- units ------------------------------------------------------------------------------
 
-    def _start_unit(self, unit_spec: UnitSpec) -> str:
-        """Start the unit; returns systemd's start job (it may still be running)."""
-        props = unit_properties(unit_spec, parent=self._names.service, slice_name=self._names.slice)
+    def _start_unit(self, unit_spec: UnitSpec) -> str | None:
+        """Start the unit; returns systemd's start job (it may still be running), or None for
+        a relay that already runs as desired (adopted from the previous ibgwd)."""
+        if self._relays_running.get(unit_spec.component) == unit_spec and self._alive(
+            {unit_spec.name}
+        ):
+            return None
+        props = unit_properties(
+            unit_spec,
+            parent=self._names.service,
+            slice_name=self._names.slice,
+            description=plan.tagged_description(unit_spec, self._digest_key),
+        )
         job = self._units.start_transient(unit_spec.name, props)
         log.info(
             "event=unit_started unit=%s command=%s", unit_spec.name, specs.command_line(unit_spec)
@@ -252,18 +407,19 @@ class Supervisor:
     def _hook(self, stage: Stage) -> UnitSpec | None:
         return hook_spec(self._settings, self._names, self._paths, stage)
 
-    def _run_hook(self, stage: Stage, *, wait: bool) -> None:
-        """Run a hook directory's scripts; like the old image, a failure does not stop startup."""
-        unit_spec = self._hook(stage)
-        if unit_spec is None:
-            return
-        self._set_text(f"running {stage.value.upper()}_SCRIPTS")
-        job = self._start_unit(unit_spec)
-        if wait:
-            result = self._units.wait_jobs([job], HOOK_TIMEOUT_S)[job]
-            log.info("event=hook stage=%s result=%s", stage.value, result)
+    def _stop_units(
+        self, unit_specs: Sequence[UnitSpec], then: Callable[[], None] | None = None
+    ) -> None:
+        """Stop the units (queued behind any other unit sequence: nothing waits here); `then`
+        runs once their stop jobs are done."""
+        specs_ = list(unit_specs)
+        steps: list[Callable[[], Wait | None]] = [lambda: self._stop_counting(specs_)]
+        if then is not None:
+            callback = then
+            steps.append(lambda: callback())
+        self._run_jobs("stop " + ",".join(s.component for s in specs_), steps)
 
-    def _stop_units(self, unit_specs: Sequence[UnitSpec]) -> None:
+    def _stop_counting(self, unit_specs: Sequence[UnitSpec]) -> Wait:
         # systemd's NRestarts starts again at 0 for a re-created transient unit: carry it over so
         # the restart counters exported by metrics and D-Bus never go down.
         units = self._units.list_units(self._names.unit_prefix(), fresh=True)
@@ -273,16 +429,20 @@ class Supervisor:
                 self._extra_restarts[s.component] = (
                     self._extra_restarts.get(s.component, 0) + seen[s.name]
                 )
-        jobs = [job for s in unit_specs if (job := self._units.stop(s.name))]
-        if jobs:
-            self._units.wait_jobs(jobs, STOP_TIMEOUT_S)
+        return self._stop_step(s.name for s in unit_specs)
 
     def _restart_unit(self, unit_spec: UnitSpec) -> None:
-        self._stop_units([unit_spec])
-        self._extra_restarts[unit_spec.component] = (
-            self._extra_restarts.get(unit_spec.component, 0) + 1
+        """Stop, then start again once the stop job is done (a queued sequence)."""
+
+        def start() -> Wait | None:
+            self._extra_restarts[unit_spec.component] = (
+                self._extra_restarts.get(unit_spec.component, 0) + 1
+            )
+            return self._start_step([unit_spec])
+
+        self._run_jobs(
+            f"restart {unit_spec.component}", [lambda: self._stop_counting([unit_spec]), start]
         )
-        self._start_unit(unit_spec)
 
     def _refresh_components(self) -> dict[str, UnitInfo]:
         infos = {u.name: u for u in self._units.list_units(self._names.unit_prefix())}
@@ -295,14 +455,21 @@ class Supervisor:
             self._poll_pending = True
             GLib.timeout_add(UNIT_EVENT_DELAY_MS, self._poll_after_event)
 
+    @guarded(keep=False)
     def _poll_after_event(self) -> bool:
         self._poll_pending = False
         if not self._stopping:
             self._poll_units()
         return False
 
+    @guarded(keep=True)
     def _poll_units(self) -> bool:
         infos = self._refresh_components()
+        if self._jobs.busy:
+            # Units being stopped and started by a sequence are not failures; the sequence's
+            # end brings another look.
+            self._publish()
+            return True
         now = self._clock()
         for gateway in self._gateways.values():
             ibc = self._specs.get(f"ibc-{gateway.mode.value}")
@@ -312,8 +479,9 @@ class Supervisor:
         self._publish()
         return True
 
+    @guarded(keep=True)
     def _tick(self) -> bool:
-        """Deadlines (login timeout, backoff) and the start-timeout extension; no I/O."""
+        """Deadlines (login timeout, backoff), the start-timeout extension and the watchdog."""
         now = self._clock()
         for gateway in self._gateways.values():
             self._apply(gateway, *health.on_tick(gateway.health, now, self._policy()))
@@ -322,7 +490,32 @@ class Supervisor:
             if all(g.health.state not in waiting for g in self._gateways.values()):
                 self._notifier.send(notify.extend_timeout(TICK_S * 5))
         self._publish()
+        if self._watchdog_s and self._health_loop_alive(now):
+            self._notifier.send(notify.watchdog())
         return True
+
+    def _health_loop_alive(self, now: float) -> bool:
+        """The watchdog is pinged only while every gateway's probes keep completing (and none
+        handed over to systemd): a wedged or dead probe loop gets ibgwd restarted, and the
+        Gateway survives that."""
+        s = self._settings
+        bound = max(s.probe_interval_s, STARTUP_PROBE_S) + 2 * s.probe_timeout_s + 2 * TICK_S
+        for g in self._gateways.values():
+            if g.health.state is State.FAILED:
+                return False
+            last = max(g.health.last_probe_at, self._started_at)
+            if now - last > bound:
+                log.warning("event=probe_stalled mode=%s since_s=%.1f", g.mode.value, now - last)
+                return False
+        return True
+
+    def _keep_probing(self) -> None:
+        """After a failed callback: every gateway has a probe scheduled or in flight."""
+        if self._stopping:
+            return
+        for gateway in self._gateways.values():
+            if not gateway.timer and not gateway.probing:
+                self._schedule_probe(gateway, STARTUP_PROBE_S)
 
     def _all(self) -> list[UnitSpec]:
         return [*self._specs.values(), *self._relays_running.values()]
@@ -386,8 +579,11 @@ class Supervisor:
         if self._observer:
             self._observer.observe(gateway.mode.value, result.latency_s, result.outcome.alive)
         before = gateway.health.state
+        now = self._clock()
+        planned = lifecycle.planned(self._settings, self._wallclock(), now)
+        gateway.health = health.set_planned(gateway.health, planned)
         self._apply(
-            gateway, *health.on_probe(gateway.health, result, self._clock(), self._policy())
+            gateway, *health.on_probe(gateway.health, result, now, self._gateway_policy(gateway))
         )
         if before is not gateway.health.state:
             log.info(
@@ -409,16 +605,49 @@ class Supervisor:
         self._publish()
         return False
 
+    def _gateway_policy(self, gateway: _Gateway) -> Policy:
+        return replace(
+            self._policy(),
+            mode=gateway.mode.value,
+            twofa_restart=self._settings.twofa_timeout_action == "restart",
+        )
+
+    def _budget_path(self) -> Path:
+        return self._paths.state_dir / budget.FILE_NAME
+
+    def _save_budget(self) -> None:
+        mono, wall = self._clock(), self._wallclock()
+        saved = budget.load(self._budget_path())
+        for mode, g in self._gateways.items():
+            saved[mode] = health.budget_to_wall(g.health, mono, wall)
+        budget.save(self._budget_path(), saved)
+
     def _watch_log(self, gateway: _Gateway) -> None:
-        unit = self._names.unit("ibc", gateway.mode.value)
+        mode = gateway.mode.value
+        unit = self._names.unit("ibc", mode)
+        # What earlier runs of ibgwd spent of the recovery budget still counts.
+        saved = budget.load(self._budget_path()).get(mode)
+        if saved:
+            gateway.health = health.budget_from_wall(
+                gateway.health, saved, self._clock(), self._wallclock()
+            )
 
         def on_line(line: str) -> None:
-            event = health.classify_log_line(line)
-            if event is None or self._stopping:
+            classified = ibclog.classify(line)
+            if classified.event is ibclog.IbcEvent.NONE or self._stopping:
                 return
-            log.info("event=ibc_log mode=%s kind=%s", gateway.mode.value, event.value)
+            log.info(
+                "event=ibc_log mode=%s kind=%s value=%s",
+                mode,
+                classified.event.value,
+                classified.value or "-",
+            )
+            now = self._clock()
+            planned = lifecycle.planned(self._settings, self._wallclock(), now)
+            gateway.health = health.set_planned(gateway.health, planned)
             self._apply(
-                gateway, *health.on_log(gateway.health, event, self._clock(), self._policy())
+                gateway,
+                *health.on_log(gateway.health, classified, now, self._gateway_policy(gateway)),
             )
             self._publish()
 
@@ -452,12 +681,7 @@ class Supervisor:
             self._stop_units([relay])
         elif action is Action.SOFT_RESTART:
             try:
-                send_command(
-                    "127.0.0.1",
-                    self._settings.gateway(gateway.mode).command_port,
-                    "RESTART",
-                    COMMAND_TIMEOUT_S,
-                )
+                self._soft_restart(gateway)
             except CommandError as exc:
                 log.warning("event=soft_restart_failed mode=%s error=%s", mode, exc)
                 self._apply(
@@ -466,18 +690,38 @@ class Supervisor:
                         gateway.health, self._clock(), self._policy(), "IBC did not accept RESTART"
                     ),
                 )
+        elif action is Action.CLEAR_TOKEN:
+            for path in lifecycle.remove_tokens(self._settings.gateway(gateway.mode).settings_path):
+                log.warning(
+                    "event=stale_token_removed mode=%s path=%s next=full_login detail=%s",
+                    mode,
+                    path,
+                    "the login stalled with an autorestart token present (IBC issue 235)",
+                )
+                gateway.health = health.token_removed(gateway.health, path)
         elif action is Action.RESTART_IBC_UNIT:
             self._restart_unit(ibc)
         elif action is Action.STOP_IBC_UNIT:
             self._stop_units([ibc])
+        elif action is Action.HALT_LOGINS:
+            # IBC answers a "Login failed" dialog with a cold restart (a COLDRESTART flag, then
+            # its launcher logs in again with the same credentials): remove the flag and stop
+            # the unit (SIGTERM; without the flag the launcher's loop then ends).
+            settings_path = self._settings.gateway(gateway.mode).settings_path
+            lifecycle.remove_cold_restart_flags(settings_path)
+            log.error(
+                "event=login_failed mode=%s action=stop_ibc detail=%r",
+                mode,
+                gateway.health.detail,
+            )
+
+            self._stop_units([ibc])
+            lifecycle.remove_cold_restart_flags(settings_path)
+        elif action is Action.SAVE_BUDGET:
+            self._save_budget()
         elif action is Action.GIVE_UP:
             log.error("event=give_up mode=%s detail=%r", mode, gateway.health.detail)
             self._notifier.send("WATCHDOG=trigger")
-
-    def _watchdog(self) -> bool:
-        if all(g.health.state is not State.FAILED for g in self._gateways.values()):
-            self._notifier.send(notify.watchdog())
-        return True
 
     # ---- status ----------------------------------------------------------------------------
 
@@ -487,7 +731,8 @@ class Supervisor:
     def _gateway_status(self, gateway: _Gateway) -> GatewayStatus:
         h = gateway.health
         g = self._settings.gateway(gateway.mode)
-        waiting = h.state in (State.LOGGING_IN, State.WAITING_2FA)
+        waiting = h.state in health.LOGIN_STATES
+        next_restart, next_cold = lifecycle.next_restarts(self._settings, self._wallclock())
         return GatewayStatus(
             mode=gateway.mode.value,
             state=h.state,
@@ -504,6 +749,14 @@ class Supervisor:
             ready_timestamp=self._wall(h.ready_at),
             login_wait_s=(self._clock() - h.since) if waiting else 0.0,
             detail=h.detail,
+            twofa_deadline_timestamp=self._wall(h.twofa_deadline),
+            next_restart_timestamp=next_restart,
+            next_cold_restart_timestamp=next_cold,
+            soft_restart_timestamp=self._wall(h.soft_restart_at),
+            restart_reason=h.restart_reason if h.state is State.RESTARTING else "",
+            read_only_api=self._settings.read_only_api,
+            login_failures=h.login_failures,
+            login_failed_reason=h.detail if h.state is State.LOGIN_FAILED else "",
         )
 
     def _snapshot(self) -> Status:
@@ -543,24 +796,12 @@ class Supervisor:
         if not gateways:
             return self._status_text or "starting"
 
+        wall = self._wallclock()
+
         def one(g: GatewayStatus) -> str:
-            if g.state is State.READY:
-                relay = f", relay on {g.relay_port}" if g.relay_port else ""
-                return f"ready: API live on {g.api_port}{relay}"
-            words = {
-                State.STARTING: "starting",
-                State.LOGGING_IN: "waiting for login",
-                State.WAITING_2FA: "waiting for 2FA approval",
-                State.RESTARTING: "Gateway restarting",
-                State.DEGRADED: "API not answering",
-                State.RECOVERING: "recovering",
-                State.RATE_LIMITED: "recovery rate limit reached",
-                State.FAILED: "failed",
-                State.STOPPING: "stopping",
-            }
-            text = words.get(g.state, g.state.value)
-            plain = not g.detail or g.detail == text or g.state is State.LOGGING_IN
-            return text if plain else f"{text} ({g.detail})"
+            gateway = self._gateways.get(g.mode)
+            attempt = health.next_attempt_at(gateway.health, self._policy()) if gateway else 0.0
+            return lifecycle.gateway_text(g, wall, self._wall(attempt))
 
         if len(gateways) == 1:
             return one(gateways[0])
@@ -570,7 +811,7 @@ class Supervisor:
         self._status_text = text
         self._notifier.send(notify.status(text))
 
-    def _publish(self) -> None:
+    def _publish(self, *, force: bool = False) -> None:
         status = self._snapshot()
         if status.ready and not self._ready_sent:
             self._ready_sent = True
@@ -580,11 +821,14 @@ class Supervisor:
             log.info("event=ready time_to_ready_s=%.3f", status.time_to_ready_s)
         elif status.status_text != self._status.status_text:
             self._notifier.send(notify.status(status.status_text))
-        changed = status != self._status
+        changed = force or status != self._status
         self._status = status
         if changed:
             for callback in self._subscribers:
-                callback(status)
+                try:
+                    callback(status)
+                except Exception:  # a subscriber (D-Bus, notifications) never stops supervision
+                    log.exception("event=callback_failed callback=subscriber")
 
     # ---- status.Controller -----------------------------------------------------------------
 
@@ -595,6 +839,8 @@ class Supervisor:
         self._subscribers.append(callback)
 
     def reload(self) -> list[str]:
+        """Apply new settings; returns the components that restart. Their stop and start jobs
+        run afterwards, step by step: `reloading` stays true (and READY=1 waits) until done."""
         try:
             new = self._load_settings()
         except Exception:
@@ -606,23 +852,33 @@ class Supervisor:
         self._publish()
         try:
             return self._apply_settings(new)
-        finally:
-            self._reloading = False
-            self._reloads += 1
-            self._status = replace(self._status, reloading=True)  # force a publish
-            self._publish()
-            self._notifier.send(notify.ready(self._status.status_text))
+        except Exception:
+            self._reload_done()
+            raise
+
+    def _reload_done(self) -> None:
+        if not self._reloading:
+            return
+        self._reloading = False
+        self._reloads += 1
+        self._publish(force=True)
+        self._notifier.send(notify.ready(self._status.status_text))
 
     def _apply_settings(self, new: Settings) -> list[str]:
+        """Plan the change at once (the desired specs are the new ones from here on, so health
+        actions meanwhile see a consistent state), then run the stops and starts as one
+        sequence behind whatever sequence is running."""
         digests = self._files.write(new)
         wanted = static_specs(new, self._names, self._paths, digests)
         old_relays = relay_specs(self._settings, self._names)
         new_relays = relay_specs(new, self._names)
         self._settings = new
         changed: list[str] = []
+        to_stop: list[UnitSpec] = []
+        to_start: list[UnitSpec] = []
         for component, old in list(self._specs.items()):
             if wanted.get(component) != old:
-                self._stop_units([old])
+                to_stop.append(old)
                 del self._specs[component]
                 if component not in wanted:
                     changed.append(component)
@@ -638,24 +894,31 @@ class Supervisor:
                 self._gateways[gw.mode.value] = gateway
                 self._watch_log(gateway)
                 self._schedule_probe(gateway, STARTUP_PROBE_S)
-        jobs: list[str] = []
         for component, unit_spec in wanted.items():
             if component not in self._specs:
-                jobs.append(self._start_unit(unit_spec))
+                to_start.append(unit_spec)
                 self._specs[component] = unit_spec
                 changed.append(component)
         for component, running in list(self._relays_running.items()):
             if new_relays.get(component) != running or old_relays.get(component) != running:
-                self._stop_units([running])
+                to_stop.append(running)
                 del self._relays_running[component]
                 if component in new_relays:
-                    jobs.append(self._start_unit(new_relays[component]))
+                    to_start.append(new_relays[component])
                     self._relays_running[component] = new_relays[component]
                 changed.append(component)
-        # The reload is over (READY=1, `systemctl reload` returns) once the restarted units run.
-        if jobs:
-            self._units.wait_jobs(jobs, STOP_TIMEOUT_S)
-        log.info("event=reloaded changed=%s", ",".join(changed) or "-")
+        steps: list[Callable[[], Wait | None]] = []
+        if to_stop:
+            steps.append(lambda: self._stop_counting(to_stop))
+        if to_start:
+            steps.append(lambda: self._start_step(to_start))
+
+        def done() -> None:
+            log.info("event=reloaded changed=%s", ",".join(changed) or "-")
+            self._reload_done()
+            self._unit_changed()
+
+        self._jobs.submit("reload", steps, done=done)
         return changed
 
     def _gateways_for(self, mode: str) -> list[_Gateway]:
@@ -667,25 +930,62 @@ class Supervisor:
             )
         return [self._gateways[mode]]
 
-    def restart(self, hard: bool, mode: str) -> None:
-        for gateway in self._gateways_for(mode):
+    def restart(self, hard: bool, mode: str) -> str:
+        """Hard: restart the IBC unit (a new login). Soft: IBC's RESTART, which the Gateway
+        carries out at the start of the next minute without a new login; only once logged in
+        (before that IBC acknowledges it and does nothing). Returns what happens, and when."""
+        gateways = self._gateways_for(mode)
+        if not hard:
+            for gateway in gateways:
+                if gateway.health.state not in (State.READY, State.DEGRADED):
+                    raise NotReadyError(
+                        f"the {gateway.mode.value} gateway is not logged in "
+                        f"({gateway.health.state.value}): a soft restart needs a logged-in "
+                        "Gateway; use a hard restart (a new login)"
+                    )
+        replies = []
+        for gateway in gateways:
             if hard:
+                gateway.health = health.admin_retry(gateway.health, self._clock())
                 self._apply(gateway, gateway.health, [Action.STOP_RELAY])
                 self._restart_unit(self._specs[f"ibc-{gateway.mode.value}"])
+                replies.append(f"{gateway.mode.value}: hard restart (a new login)")
             else:
-                port = self._settings.gateway(gateway.mode).command_port
-                send_command("127.0.0.1", port, "RESTART", COMMAND_TIMEOUT_S)
-                self._apply(
-                    gateway,
-                    *health.on_log(
-                        gateway.health, LogEvent.RESTART_SCHEDULED, self._clock(), self._policy()
-                    ),
-                )
+                at = self._soft_restart(gateway)
+                when = schedule.time12_at(at, self._settings.time_zone)
+                left = lifecycle.duration_text(at - self._wallclock())
+                replies.append(f"{gateway.mode.value}: soft restart at {when} (in {left})")
         self._publish()
+        return "; ".join(replies)
+
+    def _soft_restart(self, gateway: _Gateway) -> float:
+        """Send RESTART; returns the Unix time IBC said the Gateway restarts (the next minute)."""
+        port = self._settings.gateway(gateway.mode).command_port
+        reply = send_command("127.0.0.1", port, "RESTART", COMMAND_TIMEOUT_S, wait_for="RESTART at")
+        wall = self._wallclock()
+        at = 0.0
+        if reply.startswith("RESTART at "):
+            text = reply.removeprefix("RESTART at ")
+            at = schedule.reply_time(wall, text, self._settings.time_zone)
+        if not at:
+            at = schedule.next_minute(wall)
+        log.info("event=soft_restart mode=%s at=%.0f reply=%r", gateway.mode.value, at, reply)
+        gateway.health = health.soft_restart_accepted(gateway.health, self._clock() + at - wall)
+        return at
 
     def reconnect(self, what: str, mode: str) -> None:
         command = {"data": "RECONNECTDATA", "account": "RECONNECTACCOUNT"}[what]
-        for gateway in self._gateways_for(mode):
+        gateways = self._gateways_for(mode)
+        for gateway in gateways:
+            # Before the Gateway's main window exists IBC's RECONNECTDATA kills the JVM (exit
+            # 76) and RECONNECTACCOUNT blocks: only a ready gateway gets them.
+            if gateway.health.state not in (State.READY, State.DEGRADED):
+                raise NotReadyError(
+                    f"the {gateway.mode.value} gateway is not ready "
+                    f"({gateway.health.state.value}): reconnect {what} is possible once it is "
+                    "ready"
+                )
+        for gateway in gateways:
             send_command(
                 "127.0.0.1",
                 self._settings.gateway(gateway.mode).command_port,

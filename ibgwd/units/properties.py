@@ -56,18 +56,21 @@ def hardening() -> list[Property]:
     ]
 
 
-def unit_properties(spec: UnitSpec, *, parent: str, slice_name: str) -> list[Property]:
-    """Properties for StartTransientUnit: bound to the parent, in the instance's slice."""
+def unit_properties(
+    spec: UnitSpec, *, parent: str, slice_name: str, description: str = ""
+) -> list[Property]:
+    """Properties for StartTransientUnit: in the instance's slice, ordered before the parent.
+
+    No BindsTo=/PartOf= the parent: the IB session outlives ibgwd (a crash, a restart, an
+    upgrade). `description` carries the spec digest the next ibgwd adopts the unit by."""
     props: list[Property] = [
-        ("Description", get_variant(Str, spec.description)),
+        ("Description", get_variant(Str, description or spec.description)),
         ("Type", get_variant(Str, spec.service_type)),
         ("ExecStart", _exec((spec.exec_start,))),
         ("Slice", get_variant(Str, slice_name)),
-        # BindsTo: the children die with ibgwd. Before (not After) the parent: the parent is
-        # Type=notify and becomes active only once these run, and on `systemctl stop ibgwd` the
-        # reverse order lets ibgwd stop first and send IBC a graceful STOP before systemd
-        # stops whatever is left.
-        ("BindsTo", _strings([parent])),
+        # Before (not After) the parent, and no requirement on it: at a shutdown every unit
+        # gets a stop job, and the reverse order makes systemd stop ibgwd first, so ibgwd sends
+        # IBC PAUSE or STOP before systemd stops whatever is left (docs/decisions.md).
         ("Before", _strings([parent])),
         ("After", _strings(list(spec.after))),
         ("PartOf", _strings(list(spec.part_of))),
@@ -79,6 +82,9 @@ def unit_properties(spec: UnitSpec, *, parent: str, slice_name: str) -> list[Pro
         ("CollectMode", get_variant(Str, "inactive-or-failed")),
         ("User", get_variant(Str, spec.user)),
         ("Environment", _strings(spec.environment)),
+        # No core dumps: IBC's JVM holds the IB password, x11vnc and ssh theirs.
+        ("LimitCORE", get_variant(UInt64, 0)),
+        ("LimitCORESoft", get_variant(UInt64, 0)),
         *hardening(),
         *sandbox_properties(for_component(spec.component)),
     ]

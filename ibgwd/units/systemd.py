@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 from dasbus.error import DBusError
 from dasbus.typing import get_native
-from gi.repository import GLib
 
 from ibgwd.errors import UnitError
 from ibgwd.units.properties import Property
@@ -23,6 +22,7 @@ SYSTEMD_PATH = "/org/freedesktop/systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+JOB_IFACE = "org.freedesktop.systemd1.Job"
 CALL_TIMEOUT_MS = 10_000
 DETAIL_REFRESH_S = 30.0  # a safety net: PropertiesChanged invalidates details at once
 PROPERTIES_IFACE = "org.freedesktop.DBus.Properties"
@@ -36,6 +36,7 @@ class UnitInfo:
     n_restarts: int
     main_pid: int
     job: bool = False  # a start/stop job is queued
+    description: str = ""
 
     @property
     def alive(self) -> bool:
@@ -58,7 +59,14 @@ class UnitManager(Protocol):
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call back (on the loop) when a listed unit's properties changed."""
 
-    def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]: ...
+    def on_job_removed(self, callback: Callable[[str, str], None]) -> None:
+        """Call back (on the loop) with (job path, result) when systemd finished a job."""
+
+    def job_type(self, unit: str) -> str:
+        """The type of the job systemd runs on `unit` now ("stop", "restart", ...; "" if none)."""
+
+    def system_state(self) -> str:
+        """systemd's SystemState: "running", "degraded", "stopping" (shutdown), ..."""
 
 
 def _error_name(exc: DBusError) -> str:
@@ -72,7 +80,7 @@ class SystemdClient:
         self._bus = bus
         self._clock = clock
         self._manager = bus.get_proxy(SYSTEMD, SYSTEMD_PATH, MANAGER_IFACE)
-        self._finished: dict[str, str] = {}
+        self._job_callbacks: list[Callable[[str, str], None]] = []
         self._details: dict[str, tuple[tuple[str, str, bool], float, int, int]] = {}
         self._watched: dict[str, Any] = {}  # unit object path -> its Properties proxy
         self._changed: Callable[[], None] | None = None
@@ -81,6 +89,9 @@ class SystemdClient:
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._changed = callback
+
+    def on_job_removed(self, callback: Callable[[str, str], None]) -> None:
+        self._job_callbacks.append(callback)
 
     def _properties(self, name: str, path: str) -> Any:
         """The unit's Properties proxy, made once per path: systemd's PropertiesChanged tells when
@@ -98,10 +109,11 @@ class SystemdClient:
             self._changed()
 
     def _on_job_removed(self, _id: int, job: str, _unit: str, result: str) -> None:
-        self._finished[job] = result
-        if len(self._finished) > 1000:  # only recent jobs matter
-            for key in list(self._finished)[:500]:
-                del self._finished[key]
+        for callback in self._job_callbacks:
+            try:
+                callback(str(job), str(result))
+            except Exception:  # a signal handler must never take the subscription down
+                log.exception("event=callback_failed callback=job_removed")
 
     def start_transient(self, name: str, properties: list[Property]) -> str:
         try:
@@ -113,11 +125,9 @@ class SystemdClient:
         except DBusError as exc:
             if not _error_name(exc).endswith("UnitExists"):
                 raise UnitError(f"systemd refused to start {name}: {exc}") from exc
-        # A leftover (crash of a previous ibgwd, or not yet garbage-collected): clean, retry once.
-        log.info("event=unit_leftover unit=%s action=stop_and_reset", name)
-        job = self.stop(name)
-        if job:
-            self.wait_jobs([job], 30.0)
+        # A failed unit not yet garbage-collected: reset it and retry once. (A running one is
+        # the supervisor's business: it adopts or stops units before starting them.)
+        log.info("event=unit_leftover unit=%s action=reset_failed", name)
         self.reset_failed(name)
         try:
             return str(
@@ -161,7 +171,7 @@ class SystemdClient:
         out = []
         seen = set()
         for row in rows:
-            name, _desc, _load, active, sub, _follow, path, job_id = row[:8]
+            name, desc, _load, active, sub, _follow, path, job_id = row[:8]
             seen.add(name)
             restarts, pid = 0, 0
             if name.endswith(".service"):
@@ -177,17 +187,24 @@ class SystemdClient:
                         self._details[name] = (key, now, restarts, pid)
                     except DBusError:
                         pass  # the unit vanished between the two calls
-            out.append(UnitInfo(name, active, sub, restarts, pid, bool(job_id)))
+            out.append(UnitInfo(name, active, sub, restarts, pid, bool(job_id), str(desc)))
         for gone in set(self._details) - seen:
             del self._details[gone]
         return out
 
-    def wait_jobs(self, jobs: list[str], timeout_s: float) -> dict[str, str]:
-        """Iterate the main context until every job was removed, or the timeout passed."""
-        context = GLib.MainContext.default()
-        deadline = self._clock() + timeout_s
-        pending = set(jobs)
-        while pending - self._finished.keys() and self._clock() < deadline:
-            GLib.timeout_add(50, lambda: False)  # bounds each blocking iteration
-            context.iteration(True)
-        return {job: self._finished.get(job, "timeout") for job in jobs}
+    def job_type(self, unit: str) -> str:
+        try:
+            path = self._manager.GetUnit(unit, timeout=CALL_TIMEOUT_MS)
+            props = self._bus.get_proxy(SYSTEMD, path, PROPERTIES_IFACE)
+            _id, job_path = get_native(props.Get(UNIT_IFACE, "Job"))
+            if not _id:
+                return ""
+            job = self._bus.get_proxy(SYSTEMD, job_path, PROPERTIES_IFACE)
+            return str(get_native(job.Get(JOB_IFACE, "JobType")))
+        except DBusError as exc:  # the job ended between the calls, or the unit is unknown
+            log.info("event=job_type_unknown unit=%s error=%s", unit, exc)
+            return ""
+
+    def system_state(self) -> str:
+        props = self._bus.get_proxy(SYSTEMD, SYSTEMD_PATH, PROPERTIES_IFACE)
+        return str(get_native(props.Get(MANAGER_IFACE, "SystemState")))

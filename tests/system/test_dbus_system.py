@@ -426,6 +426,8 @@ def test_reload_changing_vnc_password_restarts_only_vnc_and_keeps_api_clients(bo
         r = call(box, "Reload")
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == 'as 1 "vnc"'
+        # Reload answers with the plan; the Reloading property is true until its jobs ran.
+        stack.wait_for(lambda: prop(box, "Reloading") is False, 30, "the reload to finish")
 
         assert main_pid(box, VNC_UNIT) not in (0, vnc_pid)
         assert stack.show(box, VNC_UNIT, "ActiveState") == "active"

@@ -47,9 +47,19 @@ CREDS = {"TWS_USERID": "me", "TWS_PASSWORD": "hunter2"}
 
 
 def test_check_config_valid_exits_0_with_a_summary(conf_dir: Path) -> None:
-    code, out, err = run(["--config-dir", str(conf_dir), "check-config"], CREDS)
+    code, out, err = run(
+        ["--config-dir", str(conf_dir), "check-config"], CREDS | {"READ_ONLY_API": "no"}
+    )
     assert (code, err) == (0, "")
     assert "trading_mode=paper" in out and "api 4002" in out
+
+
+def test_check_config_warns_when_read_only_api_is_left_to_the_gateway(conf_dir: Path) -> None:
+    """A fresh Gateway's API is read-only: every order fails with error 321."""
+    code, out, err = run(["--config-dir", str(conf_dir), "check-config"], CREDS)
+    assert code == 0 and "configuration valid" in out
+    assert "WARNING: READ_ONLY_API is empty" in err and "error 321" in err
+    assert "hunter2" not in err + out
 
 
 @pytest.mark.parametrize(
@@ -173,7 +183,7 @@ def test_credentials_directory_comes_from_the_environment(conf_dir: Path, tmp_pa
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "tws_password").write_text("from-credential\n")
-    env = {"TWS_USERID": "me", "CREDENTIALS_DIRECTORY": str(creds)}
+    env = {"TWS_USERID": "me", "CREDENTIALS_DIRECTORY": str(creds), "READ_ONLY_API": "yes"}
     code, _, err = run(["--config-dir", str(conf_dir), "check-config"], env)
     assert (code, err) == (0, "")
 

@@ -221,7 +221,17 @@ def test_gateway_change_updates_every_derived_property() -> None:
     assert emitted[0]["ApiUp"] == {"live": False, "paper": False}
     assert emitted[0]["Ports"] == {"live": (4001, 0), "paper": (4002, 4004)}
     assert emitted[0]["GatewayStates"] == {"live": "starting", "paper": "degraded"}
-    assert set(emitted[0]) == {"ApiUp", "Ports", "GatewayStates", "LastProbe", "Recoveries"}
+    per_mode = {"NextRestart", "NextFullLogin", "SoftRestartAt", "TwoFactorDeadline"}
+    per_mode |= {"RestartReason", "ReadOnlyApi", "LoginFailures"}
+    assert set(emitted[0]) == {
+        "ApiUp",
+        "Ports",
+        "GatewayStates",
+        "LastProbe",
+        "Recoveries",
+        *per_mode,
+    }
+    assert emitted[0]["ReadOnlyApi"] == {"live": "unset", "paper": "unset"}
 
 
 def test_reloading_flag_is_exposed_and_announced() -> None:

@@ -49,14 +49,15 @@ def test_no_secret_in_any_unit_property(tmp_path: Path) -> None:
     assert "-passwdfile" in static_specs(s, NAMES, PATHS, {})["vnc"].exec_start
 
 
-def test_children_are_bound_to_and_ordered_before_the_parent(tmp_path: Path) -> None:
+def test_children_outlive_the_parent_and_are_ordered_before_it(tmp_path: Path) -> None:
     s = settings(tmp_path)
     spec = static_specs(s, NAMES, PATHS, {})["ibc-live"]
     props = dict(
         (k, get_native(v))
         for k, v in unit_properties(spec, parent=NAMES.service, slice_name=NAMES.slice)
     )
-    assert props["BindsTo"] == ["ibgwd.service"]
+    assert "BindsTo" not in props and "ibgwd.service" not in props["PartOf"]  # outlives ibgwd
+    assert props["LimitCORE"] == 0 and props["LimitCORESoft"] == 0  # holds the IB password
     assert props["Before"] == ["ibgwd.service"]
     assert "ibgwd.service" not in props["After"]  # After= would deadlock the notify start
     assert props["Slice"] == "ibgwd-default.slice"

@@ -1,0 +1,208 @@
+"""The IB session outlives ibgwd: a crash, a watchdog restart and `systemctl restart` of ibgwd
+leave the display, IBC + Gateway, VNC and relay running under real systemd. Each test holds one
+relayed client across it and connects a new client every 0.2 s; full logins are counted by the
+simulator (sim-events.log)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+import stack
+from harness import Box
+
+pytestmark = pytest.mark.system
+
+UNIT = "ibgwd.service"
+IBC = "ibgwd-default-ibc-paper.service"
+CHILDREN = (
+    "ibgwd-default-display.service",
+    IBC,
+    "ibgwd-default-vnc.service",
+    "ibgwd-default-relay-paper.service",
+)
+EVENTS = "/var/lib/ibgwd/default/settings/sim-events.log"
+RELAY_PORT = 4004
+CADENCE_S = 0.2
+
+# Runs in the box: one ib_async client held on the relay for the whole test, asking the time at
+# each beat, and a new client (handshake, startApi, reqCurrentTime) every CADENCE_S.
+LOAD = f"""
+import asyncio, json, sys, threading, time
+from ib_async import IB
+from ibgwd.probes.api import probe_full
+
+PORT = int(sys.argv[1])
+done = threading.Event()  # set when the test closes stdin
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+
+async def main():
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", PORT, clientId=42, timeout=20)
+    print(json.dumps({{"connected": True}}), flush=True)
+    i = 0
+    while not done.is_set():
+        t = time.time()
+        try:
+            await asyncio.wait_for(ib.reqCurrentTimeAsync(), 2)
+            held = ib.isConnected()
+        except Exception:
+            held = False
+        r = await asyncio.to_thread(probe_full, "127.0.0.1", PORT, 100 + i % 100, 1.0)
+        print(json.dumps({{"t": t, "held": held, "new": r.outcome.alive}}), flush=True)
+        i += 1
+        await asyncio.sleep(max(0.0, {CADENCE_S} - (time.time() - t)))
+
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    samples: int
+    held_failures: int
+    new_failures: int
+    outage_s: float  # the longest run of failed new clients, first failure to next success
+
+
+def full_logins(box: Box) -> int:
+    """Logins that were not a token (autorestart) relaunch: each may cost a 2FA approval."""
+    text = box.path(EVENTS).read_text(encoding="utf-8")
+    return text.count("event=login_completed") - text.count("event=autorestart_consumed")
+
+
+def gateway_starts(box: Box) -> int:
+    return box.path(EVENTS).read_text(encoding="utf-8").count("event=starting")
+
+
+def pids(box: Box) -> dict[str, str]:
+    return {u: stack.show(box, u, "MainPID") for u in CHILDREN}
+
+
+@contextmanager
+def client_load(box: Box) -> Iterator[list[Load]]:
+    """Run the held + new clients while the body runs; the result is appended on exit."""
+    venv_site = next((stack.REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    proc = subprocess.Popen(
+        box.command("/usr/bin/python3", "-c", LOAD, str(RELAY_PORT)),
+        env=box.environment(env={"PYTHONPATH": f"{venv_site}:{stack.SRC}"}),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    if '"connected"' not in first:
+        proc.kill()
+        raise AssertionError(f"held client did not connect: {first}{proc.stderr.read()}")
+    result: list[Load] = []
+    try:
+        time.sleep(2)  # a baseline before the event
+        yield result
+        time.sleep(3)  # and after
+    finally:
+        try:
+            out, err = proc.communicate(timeout=30)  # closes stdin: the load ends
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith('{"t"')]
+    assert rows, err
+    outage, start = 0.0, None
+    for row in rows:
+        if not row["new"] and start is None:
+            start = row["t"]
+        elif row["new"] and start is not None:
+            outage, start = max(outage, row["t"] - start), None
+    if start is not None:
+        outage = max(outage, rows[-1]["t"] - start)
+    result.append(
+        Load(
+            samples=len(rows),
+            held_failures=sum(not r["held"] for r in rows),
+            new_failures=sum(not r["new"] for r in rows),
+            outage_s=outage,
+        )
+    )
+
+
+def ready(box: Box) -> bool:
+    return stack.show(box, UNIT, "StatusText").startswith("ready")
+
+
+@pytest.fixture
+def running(box: Box) -> Box:
+    stack.install(box, stack.base_settings() | {"VNC_SERVER_PASSWORD": "vnc-Secret-7f3a"})
+    stack.start(box)
+    stack.wait_for(lambda: stack.show(box, CHILDREN[-1], "ActiveState") == "active", 30, "relay")
+    return box
+
+
+def assert_survived(box: Box, before: dict[str, str], logins: int, load: Load, what: str) -> None:
+    print(
+        f"{what}: outage {load.outage_s:.2f} s, new clients failed {load.new_failures}/"
+        f"{load.samples}, held client failures {load.held_failures}, "
+        f"full logins +{full_logins(box) - logins}"
+    )
+    assert pids(box) == before  # no child was restarted
+    assert full_logins(box) == logins
+    assert load.held_failures == 0
+    # Served throughout: at most one second's worth of failed new clients (none expected).
+    assert load.new_failures <= 1 / CADENCE_S
+
+
+def restart_and_wait(box: Box, action: str) -> None:
+    old = stack.show(box, UNIT, "MainPID")
+    restarts = int(stack.show(box, UNIT, "NRestarts"))
+    if action == "kill":
+        box.run("kill", "-9", old)
+    elif action == "restart":
+        box.run("systemctl", "restart", UNIT, timeout=120)
+    else:
+        box.run("kill", "-STOP", old)  # the watchdog (WatchdogSec=3s below) restarts it
+    stack.wait_for(
+        lambda: stack.show(box, UNIT, "MainPID") not in ("0", old), 90, "ibgwd to run again"
+    )
+    stack.wait_for(lambda: ready(box), 60, "ibgwd ready again")
+    if action != "restart":
+        assert int(stack.show(box, UNIT, "NRestarts")) == restarts + 1
+
+
+@pytest.mark.parametrize("action", ["kill", "restart"])
+def test_gateway_survives_kill_9_and_restart_of_ibgwd(running: Box, action: str) -> None:
+    box = running
+    before, logins, starts = pids(box), full_logins(box), gateway_starts(box)
+    with client_load(box) as result:
+        restart_and_wait(box, action)
+    assert_survived(box, before, logins, result[0], f"{action} of ibgwd")
+    assert gateway_starts(box) == starts
+    journal = box.journal(UNIT)
+    assert "event=unit_adopted unit=" + IBC in journal
+    if action == "restart":
+        assert "kind=detach" in journal
+
+
+def test_gateway_survives_the_watchdog_restarting_a_frozen_ibgwd(box: Box) -> None:
+    dropin = box.path("/etc/systemd/system/ibgwd.service.d/watchdog.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nWatchdogSec=3s\n", encoding="utf-8")
+    stack.install(box, stack.base_settings())
+    stack.start(box)
+    stack.wait_for(lambda: stack.show(box, CHILDREN[-1], "ActiveState") == "active", 30, "relay")
+    before = {u: stack.show(box, u, "MainPID") for u in (CHILDREN[0], IBC, CHILDREN[3])}
+    logins = full_logins(box)
+    with client_load(box) as result:
+        restart_and_wait(box, "stop")
+    load = result[0]
+    print(f"watchdog restart of a frozen ibgwd: outage {load.outage_s:.2f} s, logins +0?")
+    assert {u: stack.show(box, u, "MainPID") for u in before} == before
+    assert full_logins(box) == logins
+    assert load.held_failures == 0
+    assert load.new_failures <= 1 / CADENCE_S
+    assert "watchdog timeout" in box.journal(UNIT).lower()
