@@ -67,28 +67,62 @@ def capture_spec(settings: Settings, names: InstanceNames, paths: Paths, output:
     )
 
 
+class Pending:
+    """A method result that arrives later, on the loop: the reply is sent when it resolves.
+
+    The handler below replies once `resolve` or `reject` is called, so the daemon's loop never
+    waits for the capture (no nested main loop, no blocking call)."""
+
+    def __init__(self) -> None:
+        self._done: Callable[[Any, Exception | None], None] | None = None
+        self._result: tuple[Any, Exception | None] | None = None
+
+    def on_done(self, callback: Callable[[Any, Exception | None], None]) -> None:
+        self._done = callback
+        if self._result is not None:
+            callback(*self._result)
+
+    def resolve(self, value: Any) -> None:
+        self._finish(value, None)
+
+    def reject(self, error: Exception) -> None:
+        self._finish(None, error)
+
+    def _finish(self, value: Any, error: Exception | None) -> None:
+        if self._result is not None:
+            return
+        self._result = (value, error)
+        if self._done is not None:
+            self._done(value, error)
+
+
 class ScreenshotTaker:
-    """Runs the capture unit and returns the PNG (on the main loop; the wait is bounded)."""
+    """Starts the capture unit and resolves a Pending with the PNG when its job is done."""
 
     def __init__(
         self,
         settings: Settings,
         names: InstanceNames,
         paths: Paths,
-        units: Any,  # ibgwd.units.systemd.UnitManager
         start_unit: Callable[[UnitSpec], str],
         uid: int,
         gid: int,
+        timer: Callable[[float, Callable[[], None]], None],
     ) -> None:
         self._settings = settings
         self._names = names
         self._paths = paths
-        self._units = units
         self._start_unit = start_unit
         self._uid = uid
         self._gid = gid
+        self._timer = timer
+        self._waiting: dict[str, tuple[Pending, Path, str]] = {}  # job -> (reply, file, unit)
 
-    def __call__(self) -> bytes:
+    def __call__(self) -> Pending:
+        pending = Pending()
+        if self._waiting:
+            pending.reject(NotReadyError("a screenshot is being taken: try again in a moment"))
+            return pending
         directory = self._paths.runtime_dir / "screenshot"
         directory.mkdir(mode=0o700, exist_ok=True)
         os.chown(directory, self._uid, self._gid)
@@ -97,17 +131,28 @@ class ScreenshotTaker:
         output.unlink(missing_ok=True)
         spec = capture_spec(self._settings, self._names, self._paths, output)
         job = self._start_unit(spec)
-        result = self._units.wait_jobs([job], CAPTURE_TIMEOUT_S + 5)[job]
+        self._waiting[job] = (pending, output, spec.name)
+        self._timer(CAPTURE_TIMEOUT_S + 5, lambda: self.job_removed(job, "timeout"))
+        return pending
+
+    def job_removed(self, job: str, result: str) -> None:
+        """systemd finished a job (any job: ours are recognised by their path)."""
+        waiting = self._waiting.pop(job, None)
+        if waiting is None:
+            return
+        pending, output, unit = waiting
         try:
             if result != "done" or not output.is_file():
                 raise NotReadyError(
                     f"the screenshot failed ({result}): is the display running? "
-                    f"See journalctl -u {spec.name}"
+                    f"See journalctl -u {unit}"
                 )
             size = output.stat().st_size
             if size > MAX_PNG_BYTES:
                 raise NotReadyError(f"the screenshot is too large ({size} bytes)")
-            return output.read_bytes()
+            pending.resolve(output.read_bytes())
+        except Exception as exc:
+            pending.reject(exc)
         finally:
             output.unlink(missing_ok=True)
 
@@ -117,7 +162,7 @@ class ScreenshotTaker:
 class DiagnosticsInterface:
     """Diagnostics of one ibgwd instance (root and group ibgwd only)."""
 
-    def __init__(self, capture: Callable[[], bytes], authorizer: Authorizer) -> None:
+    def __init__(self, capture: Callable[[], Pending], authorizer: Authorizer) -> None:
         self._capture = capture
         self._authorizer = authorizer
 
@@ -129,19 +174,40 @@ class DiagnosticsInterface:
     def Screenshot(self) -> List[Byte]:
         """A PNG of the instance's X display (what a VNC viewer would show)."""
         log.info("dbus call=Screenshot")
-        png = self._capture()
-        log.info("event=screenshot bytes=%d", len(png))
-        return png
+        return self._capture()  # a Pending: the handler replies when it resolves
 
 
-def publish_diagnostics(bus: Any, capture: Callable[[], bytes], authorizer: Authorizer) -> None:
-    """Export the Diagnostics object (before the instance's name is owned, like the Manager)."""
+def _deferring_handler() -> type:
+    """ibgwd's object handler that replies to a Pending result when it resolves."""
     from ibgwd.dbus.server import _ObjectHandler
 
+    class DeferringHandler(_ObjectHandler):
+        def _handle_method_result(
+            self, invocation: Any, method_spec: Any, method_reply: Any
+        ) -> None:
+            if not isinstance(method_reply, Pending):
+                super()._handle_method_result(invocation, method_spec, method_reply)
+                return
+            interface, member = method_spec.interface_name, method_spec.name
+
+            def done(value: Any, error: Exception | None) -> None:
+                if error is not None:
+                    self._handle_method_error(invocation, interface, member, error)
+                    return
+                log.info("event=screenshot bytes=%d", len(value))
+                super(DeferringHandler, self)._handle_method_result(invocation, method_spec, value)
+
+            method_reply.on_done(done)
+
+    return DeferringHandler
+
+
+def publish_diagnostics(bus: Any, capture: Callable[[], Pending], authorizer: Authorizer) -> None:
+    """Export the Diagnostics object (before the instance's name is owned, like the Manager)."""
     bus.publish_object(
         DIAGNOSTICS_PATH,
         DiagnosticsInterface(capture, authorizer),
-        server_factory=_ObjectHandler,
+        server_factory=_deferring_handler(),
     )
 
 
@@ -149,6 +215,8 @@ def attach_diagnostics(
     bus: Any, settings: Settings, names: InstanceNames, paths: Paths, units: Any, uid: int, gid: int
 ) -> None:
     """Composition for app.py: the screenshot taker behind the instance's Diagnostics object."""
+    from gi.repository import GLib
+
     from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
     from ibgwd.units.properties import unit_properties
     from ibgwd.units.sandbox import sandbox_properties
@@ -158,5 +226,13 @@ def attach_diagnostics(
         props += sandbox_properties(CAPTURE_SANDBOX)  # later entries win
         return str(units.start_transient(spec.name, props))
 
-    taker = ScreenshotTaker(settings, names, paths, units, start_unit, uid, gid)
+    def timer(seconds: float, callback: Callable[[], None]) -> None:
+        def once() -> bool:
+            callback()
+            return False
+
+        GLib.timeout_add(int(seconds * 1000), once)
+
+    taker = ScreenshotTaker(settings, names, paths, start_unit, uid, gid, timer)
+    units.on_job_removed(taker.job_removed)
     publish_diagnostics(bus, taker, UnixGroupAuthorizer(bus_uid_lookup(bus)))
