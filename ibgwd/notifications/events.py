@@ -155,30 +155,20 @@ class _Gateway:
 
 
 def _deadline(g: GatewayStatus) -> float:
-    return float(getattr(g, "twofa_deadline_timestamp", 0.0) or 0.0)
+    return g.twofa_deadline_timestamp
 
 
 def _login_failures(g: GatewayStatus) -> int:
-    return int(g.recoveries.get("login_failed", 0))
+    return max(g.login_failures, int(g.recoveries.get("login_failed", 0)))
 
 
 def _login_failed_reason(g: GatewayStatus) -> str:
-    for name in ("login_failed_reason", "login_failure"):
-        value = getattr(g, name, "")
-        if isinstance(value, str) and value:
-            return value
-    return g.detail
+    return g.login_failed_reason or g.detail
 
 
 def _restart_times(status: Status, g: GatewayStatus) -> tuple[float, float]:
-    """(next restart, next cold restart) if the snapshot knows them; per gateway or instance."""
-    found = []
-    for name in ("next_restart_timestamp", "next_cold_restart_timestamp"):
-        value = getattr(g, name, None)
-        if value is None:
-            value = getattr(status, name, 0.0)
-        found.append(float(value or 0.0))
-    return found[0], found[1]
+    """(next restart, next cold restart) of the gateway, 0 when unknown."""
+    return g.next_restart_timestamp, g.next_cold_restart_timestamp
 
 
 @dataclass
@@ -271,6 +261,12 @@ class Tracker:
 
         # 2FA: a prompt is a new one when the state enters WAITING_2FA or its deadline moves.
         deadline = _deadline(g)
+        if state is State.SELECT_2FA_DEVICE and old is not State.SELECT_2FA_DEVICE:
+            add(
+                Kind.TWOFA_PROMPT,
+                "The Gateway asks which 2FA device to use: choose it in its window (VNC, "
+                "ibgwdctl screenshot) or set TWOFA_DEVICE.",
+            )
         if state is State.WAITING_2FA:
             fresh = old is not State.WAITING_2FA or (deadline and deadline != m.twofa_deadline)
             if fresh:
@@ -291,7 +287,7 @@ class Tracker:
         elif old is State.WAITING_2FA:
             approved = state is State.READY or (
                 state is State.LOGGING_IN and "complet" in g.detail.lower()
-            )
+            )  # EXPIRED_2FA, RECOVERING, RESTARTING ...: the prompt is gone unapproved
             if not approved and state is not State.STOPPING and not m.twofa_expired_sent:
                 add(
                     Kind.TWOFA_EXPIRED,
@@ -302,12 +298,18 @@ class Tracker:
             m = replace(m, twofa_deadline=0.0, twofa_expired_sent=False)
 
         failures = _login_failures(g)
-        if failures > m.login_failures and before is not None:
+        entering = state is State.LOGIN_FAILED and old is not State.LOGIN_FAILED
+        if (failures > m.login_failures and before is not None) or entering:
             reason = _login_failed_reason(g)
+            halted = (
+                " ibgwd makes no new attempt until you fix it and restart (a wrong password "
+                "tried again and again can lock the account)."
+                if state is State.LOGIN_FAILED
+                else ""
+            )
             add(
                 Kind.LOGIN_FAILED,
-                "IB refused the login (check the user name and password)"
-                + (f": {reason}." if reason else "."),
+                "IB refused the login" + (f" ({reason})." if reason else ".") + halted,
             )
         m = replace(m, login_failures=failures)
 

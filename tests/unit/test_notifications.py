@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
@@ -74,24 +74,47 @@ def test_login_with_2fa_approval_prompts_once_with_its_deadline_then_ready() -> 
     assert after == [Kind.READY]
 
 
-@dataclass(frozen=True)
-class WithDeadline(GatewayStatus):
-    """A snapshot that knows IBC's exact 2FA deadline (the health loop's field)."""
-
-    twofa_deadline_timestamp: float = 0.0
-
-
 def test_exact_deadline_from_the_snapshot_is_used_and_a_new_deadline_is_a_new_prompt() -> None:
     tracker = Tracker(notify_after_s=0)
     tracker.observe(snap(gw(State.LOGGING_IN)), T0)
-    base = gw(State.WAITING_2FA)
-    first = WithDeadline(**vars(base), twofa_deadline_timestamp=T0 + 100)
+    first = gw(State.WAITING_2FA, twofa_deadline_timestamp=T0 + 100)
     events = tracker.observe(snap(first), T0 + 1)
     assert [(e.kind, e.deadline_timestamp) for e in events] == [(Kind.TWOFA_PROMPT, T0 + 100)]
-    # IBC re-logs in after the timeout: the same state, a later deadline
-    second = WithDeadline(**vars(base), twofa_deadline_timestamp=T0 + 300)
+    # IBC logs in again after the timeout: the same state, a later deadline
+    second = gw(State.WAITING_2FA, twofa_deadline_timestamp=T0 + 300)
     events = tracker.observe(snap(second), T0 + 120)
     assert [e.kind for e in events] == [Kind.TWOFA_EXPIRED, Kind.TWOFA_PROMPT]
+
+
+def test_expired_2fa_state_is_one_expiry_with_the_health_loops_words() -> None:
+    tracker = Tracker(notify_after_s=0)
+    detail = "2FA prompt expired; IBC waits, ibgwd starts a new login after LOGIN_TIMEOUT"
+    got = []
+    for t, g in [
+        (1, gw(State.LOGGING_IN)),
+        (2, gw(State.WAITING_2FA, twofa_deadline_timestamp=T0 + 182)),
+        (190, gw(State.EXPIRED_2FA, detail)),
+        (200, gw(State.EXPIRED_2FA, detail)),
+    ]:
+        got += tracker.observe(snap(g), T0 + t)
+    assert [e.kind for e in got] == [Kind.TWOFA_PROMPT, Kind.TWOFA_EXPIRED]
+    assert detail in got[1].message
+
+
+def test_device_selection_needs_a_human_too() -> None:
+    tracker = Tracker(notify_after_s=0)
+    tracker.observe(snap(gw(State.LOGGING_IN)), T0)
+    events = tracker.observe(snap(gw(State.SELECT_2FA_DEVICE)), T0 + 1)
+    assert [e.kind for e in events] == [Kind.TWOFA_PROMPT]
+    assert "TWOFA_DEVICE" in events[0].message
+
+
+def test_halted_login_failure_is_reported_once_with_its_reason() -> None:
+    tracker = Tracker(notify_after_s=0)
+    reason = "login failed: check TWS_USERID / TWS_PASSWORD for the paper gateway"
+    halted = gw(State.LOGIN_FAILED, reason, login_failures=1, login_failed_reason=reason)
+    got = kinds(tracker, [(1, gw(State.LOGGING_IN)), (3, halted), (13, halted)])
+    assert got == [Kind.LOGIN_FAILED]
 
 
 def test_2fa_expiry_is_reported_when_the_prompt_ends_without_approval() -> None:
