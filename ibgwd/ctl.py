@@ -70,7 +70,7 @@ class Manager(Protocol):
 
     def reload(self, timeout_s: float) -> list[str]: ...
 
-    def restart(self, mode: str, hard: bool, timeout_s: float) -> None: ...
+    def restart(self, mode: str, hard: bool, timeout_s: float) -> str: ...
 
     def reconnect(self, what: str, mode: str, timeout_s: float) -> None: ...
 
@@ -131,9 +131,9 @@ class DBusManager:
         ms = int(timeout_s * 1000)
         return list(self._call(lambda: self._manager.Reload(timeout=ms)))
 
-    def restart(self, mode: str, hard: bool, timeout_s: float) -> None:
+    def restart(self, mode: str, hard: bool, timeout_s: float) -> str:
         ms = int(timeout_s * 1000)
-        self._call(lambda: self._manager.Restart(mode, hard, timeout=ms))
+        return str(self._call(lambda: self._manager.Restart(mode, hard, timeout=ms)) or "")
 
     def reconnect(self, what: str, mode: str, timeout_s: float) -> None:
         ms = int(timeout_s * 1000)
@@ -203,6 +203,12 @@ def status_json(props: Mapping[str, Any]) -> dict[str, Any]:
             "last_probe_timestamp": probe_ts,
             "last_probe_latency_s": latency,
             "recoveries": dict(props.get("Recoveries", {}).get(mode, {})),
+            "twofa_deadline_timestamp": props.get("TwoFactorDeadline", {}).get(mode, 0.0),
+            "next_restart_timestamp": props.get("NextRestart", {}).get(mode, 0.0),
+            "next_full_login_timestamp": props.get("NextFullLogin", {}).get(mode, 0.0),
+            "restart_reason": props.get("RestartReason", {}).get(mode, ""),
+            "read_only_api": props.get("ReadOnlyApi", {}).get(mode, ""),
+            "login_failures": props.get("LoginFailures", {}).get(mode, 0),
         }
     components = [
         {
@@ -286,6 +292,20 @@ def format_status(
         recoveries = ", ".join(f"{k} {v}" for k, v in g["recoveries"].items() if v)
         rec = f"; recoveries: {recoveries}" if recoveries else ""
         lines.append(f"   {mode:>7}: {g['state']}, {api}{relay}{probe}{rec}")
+        deadline = float(g["twofa_deadline_timestamp"] or 0.0)
+        if deadline and g["state"] == "waiting_2fa":
+            left = f"{_span(deadline - now)} left" if deadline > now else "expired"
+            lines.append(f"            approve the login in IBKR Mobile ({left})")
+        plans = []
+        for key, what in (
+            ("next_restart_timestamp", "restart"),
+            ("next_full_login_timestamp", "full login (2FA)"),
+        ):
+            ts = float(g[key] or 0.0)
+            if ts > now:
+                plans.append(f"{what} {time.strftime('%a %H:%M', tz(ts))} (in {_span(ts - now)})")
+        if plans:
+            lines.append("            next: " + "; ".join(plans))
     if data["components"]:
         lines.append("Components:")
         width = max(len(c["name"]) for c in data["components"])
@@ -474,10 +494,11 @@ def run(args: argparse.Namespace, manager: Manager, out: TextIO) -> int:
             what = ", ".join(restarted) if restarted else "nothing"
             out.write(f"reloaded; restarted: {what}\n")
     elif args.command == "restart":
-        manager.restart(args.mode, args.hard, args.timeout)
+        what = manager.restart(args.mode, args.hard, args.timeout)
         kind = "hard" if args.hard else "soft"
         if not args.json:
-            out.write(f"{kind} restart of {args.mode or 'all gateways'} requested\n")
+            out.write(f"{kind} restart of {args.mode or 'all gateways'} requested")
+            out.write(f": {what}\n" if what else "\n")
         if args.wait:
             if not wait_ready(manager.properties, args.mode, args.wait_timeout, leave_first=True):
                 raise CtlError(
@@ -487,7 +508,8 @@ def run(args: argparse.Namespace, manager: Manager, out: TextIO) -> int:
             if not args.json:
                 out.write("ready again\n")
         if args.json:
-            out.write(json.dumps({"restart": kind, "mode": args.mode, "waited": args.wait}) + "\n")
+            reply = {"restart": kind, "mode": args.mode, "waited": args.wait, "detail": what}
+            out.write(json.dumps(reply) + "\n")
     elif args.command == "reconnect":
         manager.reconnect(args.what, args.mode, args.timeout)
         if not args.json:

@@ -356,7 +356,8 @@ def test_credentials_the_unit_loads_count_as_set_from_a_shell(
     secret.write_text("from-the-credstore\n")
     shown = f"LoadCredential=tws_password:{secret}\nLoadCredentialEncrypted=\n"
     monkeypatch.setattr(unitcreds, "unit_credentials", lambda service: unitcreds.parse_show(shown))
-    code, out, err = run(["--config-dir", str(conf_dir), "check-config"], {"TWS_USERID": "me"})
+    env = {"TWS_USERID": "me", "READ_ONLY_API": "no"}
+    code, out, err = run(["--config-dir", str(conf_dir), "check-config"], env)
     assert (code, err) == (0, "")
     assert (
         "TWS_PASSWORD: from credential tws_password (LoadCredential= of ibgwd.service) (read)"

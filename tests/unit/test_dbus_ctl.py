@@ -41,8 +41,9 @@ class FakeManager:
         self._call("reload")
         return ["vnc"]
 
-    def restart(self, mode: str, hard: bool, timeout_s: float) -> None:
+    def restart(self, mode: str, hard: bool, timeout_s: float) -> str:
         self._call("restart", mode, hard)
+        return "paper: soft restart at 10:46 PM (in 35 s)"
 
     def reconnect(self, what: str, mode: str, timeout_s: float) -> None:
         self._call("reconnect", what, mode)
@@ -322,3 +323,32 @@ def test_screenshot_refuses_a_terminal_and_writes_a_private_file(
     assert run(["screenshot", "-o", str(target)], FakeManager()) == 0
     assert target.read_bytes().startswith(b"\x89PNG")
     assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_status_shows_the_2fa_deadline_and_the_next_restarts() -> None:
+    from dataclasses import replace
+
+    from ibgwd.status import State
+
+    now = STARTED + 1000
+    status = sample_status(state=State.WAITING_2FA, ready=False)
+    paper = replace(
+        status.gateways[0],
+        state=State.WAITING_2FA,
+        twofa_deadline_timestamp=now + 130,
+        next_restart_timestamp=now + 3600 * 5,
+        next_cold_restart_timestamp=now + 86400 * 3,
+    )
+    props = property_values(replace(status, gateways=(paper,)))
+    text = ctl.format_status(props, now=now, tz=time.gmtime)
+    assert "approve the login in IBKR Mobile (2min 10s left)" in text
+    assert "next: restart " in text and "(in 5h)" in text and "full login (2FA)" in text
+    data = ctl.status_json(props)["gateways"]["paper"]
+    assert data["twofa_deadline_timestamp"] == now + 130
+
+
+def test_restart_prints_what_the_daemon_says(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["restart"], FakeManager()) == 0
+    assert "soft restart of all gateways requested: paper: soft restart at 10:46 PM" in (
+        capsys.readouterr().out
+    )
