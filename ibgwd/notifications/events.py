@@ -18,7 +18,6 @@ from ibgwd.status import GatewayStatus, State, Status
 # IBC's SecondFactorAuthenticationTimeout as ibgwd renders it (config.ini.j2): the prompt
 # is gone after this, unless the snapshot carries the exact deadline.
 TWOFA_TIMEOUT_S = 180.0
-RESTART_DETAIL = "restart scheduled"  # the health loop's detail after IBC's "Setting auto-restart"
 
 
 class Kind(enum.Enum):
@@ -122,6 +121,10 @@ TITLES = {
 }
 
 
+def _when(ts: float) -> str:
+    return time.strftime("%a %Y-%m-%d %H:%M %Z", time.localtime(ts))
+
+
 def _clock(ts: float) -> str:
     return time.strftime("%H:%M:%S %Z", time.localtime(ts))
 
@@ -164,11 +167,6 @@ def _login_failures(g: GatewayStatus) -> int:
 
 def _login_failed_reason(g: GatewayStatus) -> str:
     return g.login_failed_reason or g.detail
-
-
-def _restart_times(status: Status, g: GatewayStatus) -> tuple[float, float]:
-    """(next restart, next cold restart) of the gateway, 0 when unknown."""
-    return g.next_restart_timestamp, g.next_cold_restart_timestamp
 
 
 @dataclass
@@ -341,21 +339,21 @@ class Tracker:
         elif not m.not_ready_since:
             m = replace(m, not_ready_since=now)
 
-        restart_at, cold_at = _restart_times(status, g)
+        # Announced: the next full login (it needs a human), and a soft restart IBC accepted
+        # (an admin's `ibgwdctl restart`). The Gateway's daily restart costs nobody anything.
+        restart_at, cold_at = g.soft_restart_timestamp, g.next_cold_restart_timestamp
         if cold_at and cold_at != m.cold_restart_at and cold_at > now:
             add(
                 Kind.RESTART_SCHEDULED,
-                f"Cold restart (a full login with 2FA) at {_clock(cold_at)}.",
+                f"The next full login (a 2FA approval in IBKR Mobile) is at {_when(cold_at)}.",
                 deadline_timestamp=cold_at,
             )
-        elif restart_at and restart_at != m.restart_at and restart_at > now and before is not None:
+        if restart_at and restart_at != m.restart_at and restart_at > now:
             add(
                 Kind.RESTART_SCHEDULED,
-                f"Gateway restart (no 2FA) at {_clock(restart_at)}.",
+                f"Soft restart (no 2FA) at {_clock(restart_at)}; the API is down for a minute.",
                 deadline_timestamp=restart_at,
             )
-        elif g.detail == RESTART_DETAIL and m.detail != RESTART_DETAIL:
-            add(Kind.RESTART_SCHEDULED, "IBC restarts the Gateway within 2 minutes (no 2FA).")
         m = replace(m, state=state, restart_at=restart_at, cold_restart_at=cold_at, detail=g.detail)
 
         m, late = self._deadlines(g.mode, m, now)

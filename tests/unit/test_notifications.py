@@ -192,11 +192,21 @@ def test_stopping_is_not_an_outage() -> None:
     assert tracker.tick(T0 + 100) == []
 
 
-def test_restart_scheduled_by_ibc_and_by_timestamps() -> None:
+def test_the_next_full_login_and_a_soft_restart_are_announced_the_daily_restart_is_not() -> None:
     tracker = Tracker(notify_after_s=0)
-    kinds(tracker, [(1, gw(State.READY))])
-    assert kinds(tracker, [(5, gw(State.READY, "restart scheduled"))]) == [Kind.RESTART_SCHEDULED]
-    assert kinds(tracker, [(6, gw(State.READY, "restart scheduled"))]) == []
+    week = T0 + 3 * 86400
+    ready = gw(State.READY, next_cold_restart_timestamp=week, next_restart_timestamp=T0 + 3600)
+    got = tracker.observe(snap(ready), T0 + 1)
+    assert [e.kind for e in got] == [Kind.READY, Kind.RESTART_SCHEDULED]
+    assert "2FA" in got[1].message and got[1].deadline_timestamp == week
+    # the daily restart moving on to the next day is no news
+    moved = replace(ready, next_restart_timestamp=T0 + 86400 + 3600)
+    assert tracker.observe(snap(moved), T0 + 2) == []
+    # an accepted soft restart is
+    soft = replace(moved, soft_restart_timestamp=T0 + 60)
+    got = tracker.observe(snap(soft), T0 + 3)
+    assert [e.kind for e in got] == [Kind.RESTART_SCHEDULED] and "Soft restart" in got[0].message
+    assert tracker.observe(snap(soft), T0 + 4) == []
 
 
 def test_payload_is_json_for_ntfy_gotify_and_webhooks_and_has_no_secret_fields() -> None:
