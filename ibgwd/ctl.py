@@ -339,7 +339,7 @@ _RESET = "\033[0m"
 def state_colour(state: str, ready: bool) -> str:
     if ready:
         return "green"
-    if state in ("failed", "rate_limited", "degraded", "recovering"):
+    if state in ("failed", "rate_limited", "degraded", "recovering", "login_failed"):
         return "red"
     return "yellow"
 
