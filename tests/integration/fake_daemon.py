@@ -144,11 +144,12 @@ class FakeController:
         GLib.timeout_add(SETTLE_MS, self._settle, {"reloading": False})
         return restarted
 
-    def restart(self, hard: bool, mode: str) -> None:
+    def restart(self, hard: bool, mode: str) -> str:
         self._record("restart", hard=hard, mode=mode)
         self._require(mode)
         self._publish(dataclasses.replace(self._status, state=State.RESTARTING, ready=False))
         GLib.timeout_add(SETTLE_MS, self._settle, {"state": State.READY, "ready": True})
+        return f"{mode or 'all'}: {'hard' if hard else 'soft'} restart started"
 
     def reconnect(self, what: str, mode: str) -> None:
         self._record("reconnect", what=what, mode=mode)

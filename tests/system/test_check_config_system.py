@@ -28,6 +28,13 @@ def test_credentials_the_unit_loads_pass_under_systemd_and_from_a_shell(box: Box
     )
     box.run("systemctl", "daemon-reload")
 
+    # Not root: the 0600 conffile cannot be read, and that is all it says.
+    r = box.run("/usr/bin/ibgwd", "check-config", user="nobody", check=False)
+    assert (r.returncode, r.stderr) == (
+        77,
+        "ibgwd: cannot read /etc/ibgwd/ibgwd.conf: permission denied (run as root)\n",
+    )
+
     # From a shell: the credential is found through the unit, and said so.
     r = box.run("/usr/bin/ibgwd", "check-config", check=False)
     assert r.returncode == 0, r.stderr
