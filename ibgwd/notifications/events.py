@@ -18,6 +18,9 @@ from ibgwd.status import GatewayStatus, State, Status
 # IBC's SecondFactorAuthenticationTimeout as ibgwd renders it (config.ini.j2): the prompt
 # is gone after this, unless the snapshot carries the exact deadline.
 TWOFA_TIMEOUT_S = 180.0
+# The health loop reports an expired prompt itself (EXPIRED_2FA, with what IBC does next) a few
+# seconds after the deadline; the timer is the fallback when no snapshot says so.
+EXPIRY_GRACE_S = 30.0
 
 
 class Kind(enum.Enum):
@@ -154,7 +157,6 @@ class _Gateway:
     login_failures: int = 0
     restart_at: float = 0.0
     cold_restart_at: float = 0.0
-    detail: str = ""
 
 
 def _deadline(g: GatewayStatus) -> float:
@@ -209,7 +211,7 @@ class Tracker:
         if (
             m.state is State.WAITING_2FA
             and m.twofa_deadline
-            and now >= m.twofa_deadline
+            and now >= m.twofa_deadline + EXPIRY_GRACE_S
             and not m.twofa_expired_sent
         ):
             events.append(
@@ -218,7 +220,7 @@ class Tracker:
                     mode,
                     m.state,
                     now,
-                    "The 2FA prompt was not approved in time; IBC will ask again.",
+                    "The 2FA prompt was not approved in time.",
                     deadline_timestamp=m.twofa_deadline,
                 )
             )
@@ -354,7 +356,7 @@ class Tracker:
                 f"Soft restart (no 2FA) at {_clock(restart_at)}; the API is down for a minute.",
                 deadline_timestamp=restart_at,
             )
-        m = replace(m, state=state, restart_at=restart_at, cold_restart_at=cold_at, detail=g.detail)
+        m = replace(m, state=state, restart_at=restart_at, cold_restart_at=cold_at)
 
         m, late = self._deadlines(g.mode, m, now)
         return m, events + late
