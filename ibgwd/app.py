@@ -141,9 +141,11 @@ def _run(
     if metrics:
         metrics.start()
         log.info("event=metrics_listening url=%s", metrics.url)
-    attach_diagnostics(bus, settings, names, paths, units, uid, gid)
-    publish(bus, supervisor, UnixGroupAuthorizer(bus_uid_lookup(bus)), names.instance)
     notifications = attach_notifications(supervisor, settings, names, paths, units, load)
+    attach_diagnostics(
+        bus, settings, names, paths, units, uid, gid, notifications, supervisor.status
+    )
+    publish(bus, supervisor, UnixGroupAuthorizer(bus_uid_lookup(bus)), names.instance)
     loop = GLib.MainLoop()
     exit_code = EX_OK
 

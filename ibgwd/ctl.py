@@ -76,6 +76,8 @@ class Manager(Protocol):
 
     def screenshot(self, timeout_s: float) -> bytes: ...
 
+    def test_notification(self, timeout_s: float) -> tuple[bool, str]: ...
+
 
 class DBusManager:
     """Manager over dasbus: one bus connection, the instance's well-known name."""
@@ -144,6 +146,12 @@ class DBusManager:
         ms = int(timeout_s * 1000)
         proxy = self._bus.get_proxy(self.names.bus_name, DIAGNOSTICS_PATH, DIAGNOSTICS_INTERFACE)
         return bytes(self._call(lambda: proxy.Screenshot(timeout=ms)))
+
+    def test_notification(self, timeout_s: float) -> tuple[bool, str]:
+        ms = int(timeout_s * 1000)
+        proxy = self._bus.get_proxy(self.names.bus_name, DIAGNOSTICS_PATH, DIAGNOSTICS_INTERFACE)
+        ok, detail = self._call(lambda: proxy.TestNotification(timeout=ms))
+        return bool(ok), str(detail)
 
 
 def list_instances(address: str | None) -> list[str]:
@@ -484,6 +492,13 @@ def run(args: argparse.Namespace, manager: Manager, out: TextIO) -> int:
             raise CtlError("refusing to write a PNG to a terminal: use -o FILE or > FILE", 64)
         write_screenshot(manager.screenshot(args.timeout), args.output, out)
         return EX_OK
+    if args.command == "notify-test":
+        ok, detail = manager.test_notification(args.timeout)
+        if args.json:
+            out.write(json.dumps({"delivered": ok, "detail": detail}) + "\n")
+        else:
+            out.write(f"test notification {'delivered' if ok else 'NOT delivered'}: {detail}\n")
+        return EX_OK if ok else EX_FAILED
     if args.command == "reload":
         started = time.monotonic()
         restarted = manager.reload(args.timeout)
@@ -557,6 +572,7 @@ examples:
   ibgwdctl wait --timeout 600           block until ready (e.g. ExecStartPre= of a bot)
   ibgwdctl logs -f --component ibc      follow IBC's and the Gateway's log
   ibgwdctl screenshot -o gateway.png    what the Gateway shows, without VNC
+  ibgwdctl notify-test                  does a notification reach your phone?
   ibgwdctl restart --wait               soft restart (no 2FA), return when ready again
   ibgwdctl --json list                  every instance on the bus"""
 
@@ -614,6 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shot.add_argument(
         "-o", "--output", default="-", metavar="FILE", help="write to FILE (default: stdout)"
+    )
+    sub.add_parser(
+        "notify-test",
+        help="send a test notification through NOTIFY_URL / NOTIFY_COMMAND (root, group ibgwd)",
     )
     sub.add_parser("reload", help="re-read settings; restart only what changed; wait until done")
     restart = sub.add_parser("restart", help="restart gateways (soft via IBC unless --hard)")

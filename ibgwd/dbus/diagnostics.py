@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dasbus.server.interface import dbus_interface
-from dasbus.typing import Byte, List
+from dasbus.typing import Bool, Byte, List, Str, Tuple
 
 from ibgwd.config.model import Settings
 from ibgwd.dbus.auth import ACTION_MANAGE, Authorizer, requires_authorization, secure_by_default
@@ -150,7 +150,9 @@ class ScreenshotTaker:
             size = output.stat().st_size
             if size > MAX_PNG_BYTES:
                 raise NotReadyError(f"the screenshot is too large ({size} bytes)")
-            pending.resolve(output.read_bytes())
+            png = output.read_bytes()
+            log.info("event=screenshot bytes=%d", len(png))
+            pending.resolve(png)
         except Exception as exc:
             pending.reject(exc)
         finally:
@@ -162,9 +164,15 @@ class ScreenshotTaker:
 class DiagnosticsInterface:
     """Diagnostics of one ibgwd instance (root and group ibgwd only)."""
 
-    def __init__(self, capture: Callable[[], Pending], authorizer: Authorizer) -> None:
+    def __init__(
+        self,
+        capture: Callable[[], Pending],
+        authorizer: Authorizer,
+        notify_test: Callable[[], Pending] | None = None,
+    ) -> None:
         self._capture = capture
         self._authorizer = authorizer
+        self._notify_test = notify_test
 
     @property
     def authorizer(self) -> Authorizer:
@@ -175,6 +183,20 @@ class DiagnosticsInterface:
         """A PNG of the instance's X display (what a VNC viewer would show)."""
         log.info("dbus call=Screenshot")
         return self._capture()  # a Pending: the handler replies when it resolves
+
+    @requires_authorization(ACTION_MANAGE)
+    def TestNotification(self) -> Tuple[Bool, Str]:
+        """Send a test notification through NOTIFY_URL and NOTIFY_COMMAND now.
+
+        Returns whether it was delivered (the webhook answered 2xx; the command's unit was
+        started) and what happened, e.g. "NOTIFY_URL: https://ntfy.sh/… accepted it (HTTP 200)".
+        """
+        log.info("dbus call=TestNotification")
+        if self._notify_test is None:
+            pending = Pending()
+            pending.resolve((False, "notifications are not available in this daemon"))
+            return pending
+        return self._notify_test()
 
 
 def _deferring_handler() -> type:
@@ -194,7 +216,6 @@ def _deferring_handler() -> type:
                 if error is not None:
                     self._handle_method_error(invocation, interface, member, error)
                     return
-                log.info("event=screenshot bytes=%d", len(value))
                 super(DeferringHandler, self)._handle_method_result(invocation, method_spec, value)
 
             method_reply.on_done(done)
@@ -202,17 +223,30 @@ def _deferring_handler() -> type:
     return DeferringHandler
 
 
-def publish_diagnostics(bus: Any, capture: Callable[[], Pending], authorizer: Authorizer) -> None:
+def publish_diagnostics(
+    bus: Any,
+    capture: Callable[[], Pending],
+    authorizer: Authorizer,
+    notify_test: Callable[[], Pending] | None = None,
+) -> None:
     """Export the Diagnostics object (before the instance's name is owned, like the Manager)."""
     bus.publish_object(
         DIAGNOSTICS_PATH,
-        DiagnosticsInterface(capture, authorizer),
+        DiagnosticsInterface(capture, authorizer, notify_test),
         server_factory=_deferring_handler(),
     )
 
 
 def attach_diagnostics(
-    bus: Any, settings: Settings, names: InstanceNames, paths: Paths, units: Any, uid: int, gid: int
+    bus: Any,
+    settings: Settings,
+    names: InstanceNames,
+    paths: Paths,
+    units: Any,
+    uid: int,
+    gid: int,
+    notifications: Any = None,  # ibgwd.notifications.service.Notifications
+    status: Callable[[], Any] | None = None,  # the supervisor's latest Status
 ) -> None:
     """Composition for app.py: the screenshot taker behind the instance's Diagnostics object."""
     from gi.repository import GLib
@@ -235,4 +269,28 @@ def attach_diagnostics(
 
     taker = ScreenshotTaker(settings, names, paths, start_unit, uid, gid, timer)
     units.on_job_removed(taker.job_removed)
-    publish_diagnostics(bus, taker, UnixGroupAuthorizer(bus_uid_lookup(bus)))
+
+    def notify_test() -> Pending:
+        pending = Pending()
+
+        def call_soon(callback: Callable[[], None]) -> None:
+            def once() -> bool:
+                callback()
+                return False
+
+            GLib.idle_add(once)
+
+        notifications.test(
+            status() if status else None,
+            lambda ok, detail: pending.resolve((ok, detail)),
+            call_soon,
+        )
+        timer(30.0, lambda: pending.resolve((False, "no answer from the webhook within 30 s")))
+        return pending
+
+    publish_diagnostics(
+        bus,
+        taker,
+        UnixGroupAuthorizer(bus_uid_lookup(bus)),
+        notify_test if notifications is not None else None,
+    )

@@ -32,6 +32,7 @@ class Kind(enum.Enum):
     DOWN = "down"
     READY = "ready"
     RESTART_SCHEDULED = "restart_scheduled"
+    TEST = "test"  # ibgwdctl notify-test
 
 
 # ntfy's priorities (1 min .. 5 max); Gotify reads the same field (0..10).
@@ -44,6 +45,7 @@ PRIORITY = {
     Kind.DOWN: 4,
     Kind.READY: 3,
     Kind.RESTART_SCHEDULED: 2,
+    Kind.TEST: 3,
 }
 TAGS = {
     Kind.TWOFA_PROMPT: "iphone",
@@ -54,6 +56,7 @@ TAGS = {
     Kind.DOWN: "warning",
     Kind.READY: "white_check_mark",
     Kind.RESTART_SCHEDULED: "calendar",
+    Kind.TEST: "bell",
 }
 
 
@@ -70,7 +73,8 @@ class Event:
 
     @property
     def title(self) -> str:
-        return f"ibgwd {self.instance} ({self.mode}): {TITLES[self.kind]}"
+        mode = f" ({self.mode})" if self.mode else ""
+        return f"ibgwd {self.instance}{mode}: {TITLES[self.kind]}"
 
     @property
     def priority(self) -> int:
@@ -121,7 +125,21 @@ TITLES = {
     Kind.DOWN: "gateway down",
     Kind.READY: "ready",
     Kind.RESTART_SCHEDULED: "restart scheduled",
+    Kind.TEST: "test notification",
 }
+
+
+def test_event(instance: str, state: str, now: float) -> Event:
+    """What `ibgwdctl notify-test` sends: proves the path to the phone before a 2FA needs it."""
+    return Event(
+        Kind.TEST,
+        instance,
+        "",
+        state,
+        now,
+        "This is a test from ibgwd: notifications reach you. The next ones come when ibgwd "
+        "needs you (a 2FA approval, a failed login, a gateway down).",
+    )
 
 
 def _when(ts: float) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from ibgwd import __version__
 from ibgwd.config.model import Settings
 from ibgwd.names import InstanceNames
-from ibgwd.notifications.events import Event, Tracker
+from ibgwd.notifications.events import Event, Tracker, test_event
 from ibgwd.status import Status
 from ibgwd.units.spec import Paths, UnitSpec
 
@@ -41,6 +41,9 @@ def redacted_url(url: str) -> str:
     host = parts.hostname or "?"
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}/…"
+
+
+Reporter = Callable[[bool, str], None]
 
 
 class Poster(Protocol):
@@ -83,31 +86,39 @@ class WebhookSender:
         self._post = post
         self._sleep = sleep
         self._delays = tuple(delays)
-        self._queue: queue.Queue[Event | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[Event, Reporter | None] | None] = queue.Queue(QUEUE_SIZE)
         self._stopped = threading.Event()
         self.sent = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="notify-webhook", daemon=True)
         self._thread.start()
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Event, report: Reporter | None = None) -> None:
+        """Queue `event`; `report(ok, detail)` is called from the worker thread once it was
+        delivered or given up (a reported event is tried once: someone waits for it)."""
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, report))
         except queue.Full:
             self.dropped += 1
             log.warning("event=notification_dropped reason=queue_full kind=%s", event.kind.value)
+            if report is not None:
+                report(False, "the notification queue is full")
 
     def _run(self) -> None:
         while True:
-            event = self._queue.get()
-            if event is None:
+            item = self._queue.get()
+            if item is None:
                 return
-            self._deliver(event)
+            event, report = item
+            ok, detail = self._deliver(event, retry=report is None)
+            if report is not None:
+                report(ok, detail)
 
-    def _deliver(self, event: Event) -> None:
+    def _deliver(self, event: Event, retry: bool = True) -> tuple[bool, str]:
         body = json.dumps(event.as_dict(self._topic), ensure_ascii=False).encode("utf-8")
         where = redacted_url(self.url)
-        for attempt, delay in enumerate((*self._delays, None), start=1):
+        delays = (*self._delays, None) if retry else (None,)
+        for attempt, delay in enumerate(delays, start=1):
             try:
                 code = self._post(self.url, body, POST_TIMEOUT_S)
                 error = f"HTTP {code}"
@@ -116,7 +127,7 @@ class WebhookSender:
             if 200 <= code < 300:
                 self.sent += 1
                 log.info("event=notification_sent kind=%s url=%s", event.kind.value, where)
-                return
+                return True, f"{where} accepted it ({error})"
             if (code and not _retryable(code)) or delay is None or self._stopped.is_set():
                 self.dropped += 1
                 log.warning(
@@ -126,7 +137,7 @@ class WebhookSender:
                     error,
                     attempt,
                 )
-                return
+                return False, f"{where} failed: {error}"
             log.info(
                 "event=notification_retry kind=%s url=%s error=%s in_s=%g",
                 event.kind.value,
@@ -135,6 +146,7 @@ class WebhookSender:
                 delay,
             )
             self._sleep(delay)
+        return False, f"{where}: not sent"  # not reached: the last delay is None
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Stop after the queued events (no more retries); waits at most `timeout_s`."""
@@ -267,6 +279,42 @@ class Notifications:
                     self._start_unit(spec)
                 except Exception as exc:  # never let a hook break supervision
                     log.warning("event=notify_command_failed unit=%s error=%s", spec.name, exc)
+
+    def test(
+        self,
+        status: Status | None,
+        report: Reporter,
+        call_soon: Callable[[Callable[[], None]], None],
+    ) -> None:
+        """Send a test event now; `report(ok, detail)` is called on the loop (via call_soon)."""
+        if not self.enabled:
+            report(False, "no NOTIFY_URL and no NOTIFY_COMMAND set: nothing to send")
+            return
+        state = status.state.value if status else ""
+        event = test_event(self._names.instance, state, self._clock())
+        log.info("event=notification kind=test")
+        parts: list[str] = []
+        ok = True
+        if self._targets.command:
+            self._seq += 1
+            spec = command_spec(
+                self._targets.command, event, self._names, self._paths, self._settings, self._seq
+            )
+            try:
+                self._start_unit(spec)
+                parts.append(f"NOTIFY_COMMAND started as {spec.name}")
+            except Exception as exc:
+                ok = False
+                parts.append(f"NOTIFY_COMMAND could not start: {exc}")
+        if not self._webhook:
+            report(ok, "; ".join(parts))
+            return
+
+        def webhook_done(sent: bool, detail: str) -> None:  # on the worker thread
+            text = "; ".join([f"NOTIFY_URL: {detail}", *parts])
+            call_soon(lambda: report(ok and sent, text))
+
+        self._webhook.put(event, webhook_done)
 
     def close(self) -> None:
         if self._webhook:

@@ -125,6 +125,14 @@ def test_login_with_2fa_approval_then_2fa_expiry_then_wrong_password(
     ).stdout
     assert "twofa_prompt paper" not in journal  # the command's output went to its file
 
+    # ibgwdctl notify-test: the admin checks the path to the phone; it reports the delivery.
+    r = box.run("/usr/bin/ibgwdctl", "notify-test", check=False)
+    assert r.returncode == 0, r.stderr
+    assert "delivered: NOTIFY_URL: http://127.0.0.1:8765/… accepted it (HTTP 200)" in r.stdout
+    assert "NOTIFY_COMMAND started as ibgwd-default-notify-" in r.stdout
+    assert events(box)[-1] == "test"
+    assert box.run("/usr/bin/ibgwdctl", "notify-test", user="nobody", check=False).returncode == 77
+
     # 2. The prompt is not approved: the expiry follows the prompt.
     start_with(
         box,

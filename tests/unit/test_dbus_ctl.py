@@ -352,3 +352,18 @@ def test_restart_prints_what_the_daemon_says(capsys: pytest.CaptureFixture[str])
     assert "soft restart of all gateways requested: paper: soft restart at 10:46 PM" in (
         capsys.readouterr().out
     )
+
+
+def test_notify_test_exit_status_follows_delivery(capsys: pytest.CaptureFixture[str]) -> None:
+    class Delivering(FakeManager):
+        ok = True
+
+        def test_notification(self, timeout_s: float) -> tuple[bool, str]:
+            return self.ok, "NOTIFY_URL: https://ntfy.example/… accepted it (HTTP 200)"
+
+    manager = Delivering()
+    assert run(["notify-test"], manager) == 0
+    assert "test notification delivered: NOTIFY_URL:" in capsys.readouterr().out
+    manager.ok = False
+    assert run(["--json", "notify-test"], manager) == 1
+    assert json.loads(capsys.readouterr().out)["delivered"] is False

@@ -386,3 +386,74 @@ def test_reload_picks_up_new_notify_settings(tmp_path: object) -> None:
     assert n.enabled and [(h.url, h.topic) for h in made] == [("https://ntfy.example/", "t")]
     n.on_status(replace(snap(gw(State.DEGRADED)), reloads_total=1))
     assert made[0].events == []  # degraded alone is no event; the webhook is wired
+
+
+def test_notify_test_reports_what_the_webhook_and_the_command_did(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from ibgwd.names import InstanceNames
+    from ibgwd.notifications.service import Notifications
+    from ibgwd.units.spec import Paths, UnitSpec
+
+    bodies: list[dict[str, object]] = []
+
+    def post(url: str, body: bytes, timeout_s: float) -> int:
+        bodies.append(json.loads(body))
+        return 200
+
+    settings = _settings(
+        tmp_path, {"NOTIFY_URL": "https://ntfy.example/", "NOTIFY_COMMAND": "true"}
+    )
+    started: list[UnitSpec] = []
+    paths = Paths(runtime_dir=Path("/run/x"), state_dir=Path("/var/lib/x"))
+    n = Notifications(
+        settings,
+        InstanceNames("default"),
+        paths,
+        started.append,
+        clock=lambda: T0,
+        webhook_factory=lambda url, topic: WebhookSender(url, topic, post=post),
+    )
+    done = threading.Event()
+    reports: list[tuple[bool, str]] = []
+
+    def report(ok: bool, detail: str) -> None:
+        reports.append((ok, detail))
+        done.set()
+
+    n.test(snap(gw(State.READY)), report, lambda callback: callback())
+    assert done.wait(5)
+    n.close()
+    ok, detail = reports[0]
+    assert ok and "https://ntfy.example/… accepted it (HTTP 200)" in detail
+    assert "NOTIFY_COMMAND started as ibgwd-default-notify-" in detail
+    assert bodies[0]["event"] == "test" and bodies[0]["title"] == "ibgwd default: test notification"
+    assert dict(e.split("=", 1) for e in started[0].environment)["IBGWD_EVENT"] == "test"
+
+
+def test_notify_test_without_targets_says_so(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from ibgwd.names import InstanceNames
+    from ibgwd.notifications.service import Notifications
+    from ibgwd.units.spec import Paths
+
+    paths = Paths(runtime_dir=Path("/run/x"), state_dir=Path("/var/lib/x"))
+    n = Notifications(
+        _settings(tmp_path, {}), InstanceNames("default"), paths, lambda s: None, clock=lambda: T0
+    )
+    reports: list[tuple[bool, str]] = []
+    n.test(None, lambda ok, d: reports.append((ok, d)), lambda callback: callback())
+    assert reports == [(False, "no NOTIFY_URL and no NOTIFY_COMMAND set: nothing to send")]
+
+
+def test_a_reported_webhook_event_is_tried_once() -> None:
+    post = FakePost([503])
+    sleeps: list[float] = []
+    sender = WebhookSender("http://127.0.0.1:1/hook", post=post, sleep=sleeps.append)
+    done = threading.Event()
+    got: list[tuple[bool, str]] = []
+    sender.put(_event(), lambda ok, d: (got.append((ok, d)), done.set()))  # type: ignore[func-returns-value]
+    assert done.wait(5)
+    sender.close()
+    assert got == [(False, "http://127.0.0.1:1/… failed: HTTP 503")] and sleeps == []
