@@ -440,6 +440,20 @@ def journal_command(
     return argv
 
 
+def recent_log(instance: str, lines: int) -> str:
+    """The last journal lines of the instance, as `systemctl status` shows them; "" when the
+    journal is not readable (it needs root or group systemd-journal)."""
+    argv = journal_command(instance, "", "", follow=False, lines=lines)
+    argv[1:1] = ["--no-pager", "--quiet"]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if r.returncode != 0 or not r.stdout.strip():
+        return ""
+    return "\n" + r.stdout
+
+
 def run_logs(args: argparse.Namespace) -> int:
     argv = journal_command(args.instance, args.component, args.mode, args.follow, args.lines)
     if shutil.which(argv[0]) is None:
@@ -480,6 +494,8 @@ def run(args: argparse.Namespace, manager: Manager, out: TextIO) -> int:
             if use_colour(out, os.environ):
                 text = colourize(text, props)
             out.write(text)
+            if out.isatty() and args.lines:
+                out.write(recent_log(args.instance, args.lines))
         return EX_OK if is_ready(props, "") else EX_NOT_READY
     if args.command == "is-ready":
         props = manager.properties()
@@ -605,6 +621,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
+    status.add_argument(
+        "-n",
+        "--lines",
+        type=_lines,
+        default=10,
+        metavar="N",
+        help="on a terminal, end with the last N journal lines (%(default)s; 0 = none)",
+    )
     ready = sub.add_parser("is-ready", help="exit 0 when ready, 3 when not; prints nothing")
     ready.add_argument("--mode", choices=modes, default="", help="one gateway (default: all)")
     wait = sub.add_parser("wait", help="block until ready; exit 3 after the timeout")
@@ -702,7 +726,9 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return EX_OK if exc.code == 0 else EX_USAGE
-    args.command = args.command or "status"
+    if not args.command:
+        given = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args([*given, "status"])  # the defaults of `status` too
     args.json = bool(getattr(args, "json", False))
     connector = connect or (
         lambda a: DBusManager(a.instance, a.bus_address, min(a.timeout, DEFAULT_TIMEOUT_S))

@@ -367,3 +367,26 @@ def test_notify_test_exit_status_follows_delivery(capsys: pytest.CaptureFixture[
     manager.ok = False
     assert run(["--json", "notify-test"], manager) == 1
     assert json.loads(capsys.readouterr().out)["delivered"] is False
+
+
+def test_status_on_a_terminal_ends_with_the_journal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+        stdout = "2026-12-04T10:00:00+0000 ibgwd[1]: event=ready\n"
+
+    def fake_run(argv: list[str], **kwargs: object) -> Done:
+        seen.append(argv)
+        return Done()
+
+    monkeypatch.setattr(ctl.subprocess, "run", fake_run)
+    monkeypatch.setattr("sys.stdout", Tty())
+    assert run(["status", "-n", "3"], FakeManager()) == 0
+    out = ctl.sys.stdout.getvalue()  # type: ignore[attr-defined]
+    assert out.endswith("\n\n2026-12-04T10:00:00+0000 ibgwd[1]: event=ready\n")
+    assert seen[0][:3] == ["journalctl", "--no-pager", "--quiet"] and seen[0][-2:] == ["-n", "3"]
+    monkeypatch.setattr("sys.stdout", Tty())
+    assert run(["status", "-n", "0"], FakeManager()) == 0 and len(seen) == 1
