@@ -37,6 +37,7 @@ def _read_version(path: Path) -> str:
 
 
 DIGEST_KEY_FILE = "unit-digest.key"
+CONTAINER_MARKER = Path("/run/systemd/container")
 
 
 def digest_key(path: Path) -> bytes:
@@ -44,11 +45,20 @@ def digest_key(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(key)
         return key
+
+
+def shutdown_action(setting: str, container_marker: Path = CONTAINER_MARKER) -> str:
+    """SHUTDOWN_ACTION, or its default: `pause` on a host, `stop` in a container (systemd
+    writes the marker there), whose runtime rarely grants a PAUSE the time it needs."""
+    if setting:
+        return setting
+    return "stop" if container_marker.exists() else "pause"
 
 
 def _stop_kind(units: UnitManager, service: str, shutdown_action: str, signum: int) -> StopKind:
@@ -151,7 +161,8 @@ def _run(
 
     def on_stop(signum: int) -> bool:
         try:
-            kind = _stop_kind(units, names.service, settings.shutdown_action, signum)
+            action = shutdown_action(supervisor.settings.shutdown_action)
+            kind = _stop_kind(units, names.service, action, signum)
         except Exception:  # systemd did not answer: the conventional meaning of SIGTERM
             log.exception("event=stop_kind_unknown action=stop")
             kind = StopKind.STOP

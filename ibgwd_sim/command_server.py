@@ -18,14 +18,31 @@ class CommandTarget(Protocol):
     @property
     def stalled(self) -> bool: ...
 
-    @property
-    def logged_in(self) -> bool: ...
+    def stop(self) -> None:
+        """StopTask after the ack: exit at once before login, else close via the menu."""
 
-    def stop(self) -> None: ...
+    def create_pause_file(self) -> None: ...
 
-    def restart(self, pause: bool) -> datetime: ...
+    async def restart(self, verb: str) -> datetime:
+        """RestartTask.restart: wait for the main window, set the restart time, return it."""
 
-    def reconnect(self, what: str) -> None: ...
+    def reconnect(self, what: str) -> bool:
+        """False when the main window does not exist (the JVM is then on its way out)."""
+
+    async def wait_main_window(self) -> None: ...
+
+
+class SwitchLock:
+    """IBC's one-way flag: set() succeeds once per JVM (RestartTask and StopTask)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> bool:
+        if self._set:
+            return False
+        self._set = True
+        return True
 
 
 @dataclass(frozen=True)
@@ -55,8 +72,9 @@ class CommandServer:
         self._console = console
         self._events = events
         self._server: asyncio.Server | None = None
-        self._stopping = False
-        self._restarting = False
+        self._stop_lock = SwitchLock()  # StopTask._Running
+        self._restart_lock = SwitchLock()  # RestartTask._Running, shared by RESTART and PAUSE
+        self._channels: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         port = self._options.port
@@ -77,10 +95,21 @@ class CommandServer:
             self._console.log(f"CommandServer listening on addresses: {addresses}; port: {port}")
         self._console.log("CommandServer started and is ready to accept commands")
 
+    def shutdown(self) -> None:
+        """CommandServer.shutdown(): close the listening socket; open channels live on."""
+        if self._server is not None:
+            self._console.log("CommandServer closing")
+            self._server.close()
+            self._server = None
+            self._console.log("CommandServer is shutdown")
+
     async def close(self) -> None:
+        """The JVM is gone: nothing of the server or its channels survives."""
         if self._server is not None:
             self._server.close()
             self._server = None
+        for task in list(self._channels):
+            task.cancel()
 
     def _allowed(self, peer: str, local: str) -> bool:
         address = ipaddress.ip_address(peer.removeprefix("::ffff:"))
@@ -96,45 +125,57 @@ class CommandServer:
         return host in names
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._channels.add(task)
         peer = str(writer.get_extra_info("peername")[0])
         local = str(writer.get_extra_info("sockname")[0])
+        self._console.log(
+            "CommandServer: ControlFrom setting = " + ",".join(self._options.control_from)
+        )
         if not self._allowed(peer, local):
             self._console.log(f"CommandServer denied access to: /{peer}")
             writer.close()
             return
+        self._console.log(f"CommandServer accepted connection from: /{peer}")
         try:
             if not self._options.suppress_info:
                 writer.write(b"INFO IBC Command Server\n")
-            self._prompt(writer)
             while line := await reader.readline():
                 command = line.decode("latin-1").strip()
                 if not command:
                     self._prompt(writer)
-                elif self._target.stalled:
+                    await writer.drain()
+                    continue
+                if self._target.stalled:
                     self._events.record("command_ignored", command=command.upper())
-                elif not self._execute(command, writer):
+                    continue
+                self._console.log(f"CommandServer received command: {command}")
+                self._events.record("command", command=command.upper())
+                if not await self._execute(command, writer):
                     break
-                else:
-                    self._prompt(writer)
+                self._prompt(writer)
                 await writer.drain()
             await writer.drain()
         except ConnectionError:
             pass
         finally:
+            self._console.log("Closing command channel")
             writer.close()
+            if task is not None:
+                self._channels.discard(task)
 
     def _prompt(self, writer: asyncio.StreamWriter) -> None:
         if self._options.prompt:
             writer.write(self._options.prompt.encode("latin-1", "replace"))
 
-    def _execute(self, command: str, writer: asyncio.StreamWriter) -> bool:
-        """Run one command; False closes the channel."""
-        self._console.log(f"CommandServer received command: {command}")
+    async def _execute(self, command: str, writer: asyncio.StreamWriter) -> bool:
+        """Run one command (CommandDispatcher); False closes the channel."""
         verb = command.upper()
-        self._events.record("command", command=verb)
 
         def reply(text: str) -> None:
-            writer.write(text.encode("latin-1", "replace") + b"\n")
+            if not writer.is_closing():
+                writer.write(text.encode("latin-1", "replace") + b"\n")
 
         def info(text: str) -> None:
             if not self._options.suppress_info:
@@ -144,33 +185,47 @@ class CommandServer:
             reply("OK Goodbye")
             return False
         if verb == "STOP":
-            if self._stopping:
+            if not self._stop_lock.set():
+                self._console.log("STOP already in progress")
                 reply("ERROR STOP already in progress")
-                return True
-            self._stopping = True
+                return False
             info("Closing IBC")
             reply("OK Shutting down: STOP command")
+            await writer.drain()
+            writer.close()
             self._target.stop()
             return False
         if verb in ("RESTART", "PAUSE"):
-            if self._restarting:
+            pause = verb == "PAUSE"
+            self._console.log(f"RestartTask: pauseOnly = {str(pause).lower()}")
+            self._console.log(f"RestartTask: verb = {verb}")
+            if not self._restart_lock.set():
+                self._console.log(f"{verb} already in progress")
                 reply(f"ERROR {verb} already in progress")
-                return True
-            if not self._target.logged_in:
-                reply(f"ERROR {verb} is not possible before login has completed")
-                return True
-            self._restarting = True
+                return False
+            if pause:
+                info("Pausing TWS")
+                self._target.create_pause_file()
+            else:
+                info("Restarting TWS")
             reply(f"OK {verb} in progress")
-            at = self._target.restart(pause=verb == "PAUSE")
+            await writer.drain()
+            at = await self._target.restart(verb)  # blocks until the main window exists
             reply(f"OK {verb} at {restart_clock(at)}")
             return False
         if verb == "ENABLEAPI":
             reply("ERROR ENABLEAPI is not valid for the IB Gateway")
             return True
-        if verb in ("RECONNECTDATA", "RECONNECTACCOUNT"):
+        if verb == "RECONNECTDATA":
+            if not self._target.reconnect(verb):
+                await asyncio.Event().wait()  # the dispatcher thread died; the JVM is exiting
+            reply("OK ")
+            return True
+        if verb == "RECONNECTACCOUNT":
+            await self._target.wait_main_window()
             self._target.reconnect(verb)
             reply("OK ")
             return True
-        self._console.log(f"CommandServer: invalid command received: {command}")
         reply("ERROR Command invalid")
+        self._console.error(f"CommandServer: invalid command received: {command}")
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -14,6 +15,12 @@ from pathlib import Path
 
 from ibgwd_sim.install import SimInstall
 from ibgwd_sim.output import EVENTS_FILE
+from ibgwd_sim.properties import escape_value
+
+# The password every test logs in with: each character that java.util.Properties, a shell-like
+# conffile or a KEY = VALUE file treats specially, a space inside, and non-ASCII (Latin-1 and
+# beyond). No leading/trailing space: IBC trims setting values (DefaultSettings.getString).
+TRICKY_PASSWORD = "Tr1cky #pw! a:b=c \\ d\u00e9\u20ac"
 
 
 def free_port() -> int:
@@ -32,9 +39,9 @@ def port_open(port: int, timeout_s: float = 0.5) -> bool:
 
 
 def write_ini(path: Path, values: dict[str, str]) -> Path:
-    """A config.ini with Java-properties escaping of backslashes."""
-    lines = [f"{k}={v.replace(chr(92), chr(92) * 2)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    """A config.ini written with Java-properties escaping (pure ASCII)."""
+    lines = [f"{k}={escape_value(v)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
     path.chmod(0o600)
     return path
 
@@ -131,14 +138,15 @@ class SimRun:
         return self.wait()
 
     def kill(self) -> None:
-        """Last-resort cleanup: the script and its "java" child."""
+        """Last-resort cleanup: the script and every "java" it started (its process group,
+        as systemd kills a unit's cgroup: IBC's loop may relaunch Java after a SIGTERM)."""
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
         self._reader.join(5)
         if self.proc.stdout:
             self.proc.stdout.close()
@@ -183,6 +191,7 @@ def start(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # one process group per run, so kill() reaches every Java
     )
     run = SimRun(proc, settings_path)
     run.start_reader()

@@ -114,6 +114,7 @@ class Launch:
     credentials: tuple[str, ...]  # [fixUser fixPw] [user pw], deprecated but accepted
     mode: str
     restart_on_2fa_timeout: bool
+    java: Path
 
     @property
     def trailing_args(self) -> tuple[str, ...]:
@@ -191,7 +192,8 @@ def preflight(args: StartArgs) -> Launch:
     vmoptions = program / ("ibgateway.vmoptions" if args.gateway else "tws.vmoptions")
     if not vmoptions.is_file():
         raise ArgvError(EXIT_NO_VMOPTIONS, f"Error: no {vmoptions.name} file found in {program}")
-    if _find_java(args, program) is None:
+    java = _find_java(args, program)
+    if java is None:
         raise ArgvError(EXIT_NO_JAVA, "Error: can't find suitable Java installation")
     lines = (ln.strip() for ln in vmoptions.read_text(encoding="latin-1").splitlines())
     vm = tuple(ln for ln in lines if ln and not ln.startswith("#") and not ln.startswith("-D"))
@@ -210,6 +212,7 @@ def preflight(args: StartArgs) -> Launch:
         credentials=tuple(trailing),
         mode=args.get("mode", ""),
         restart_on_2fa_timeout=args.get("on2fatimeout", "").lower() == "restart",
+        java=java,
     )
 
 
@@ -219,27 +222,41 @@ def _say(message: str = "") -> None:
 
 
 class RestartLoop:
-    """Runs the "java" child until a loop decision says stop, like IBC's script."""
+    """Runs the "java" child until a loop decision says stop, like IBC's script.
+
+    ibcstart.sh l.365-413 (find_auto_restart) and l.516-578 (the loop): the ``-Drestart``
+    option is only ever set by a lookup that finds exactly one token and only cleared by a
+    cold restart, so a relaunch after 88 (no lookup) or after a lookup that found nothing
+    (87 with --on2fatimeout=restart) reuses the previous one.
+    """
 
     def __init__(self, launch: Launch) -> None:
         self.launch = launch
         alphabet = string.ascii_letters + string.digits
         self.session_id = "".join(secrets.choice(alphabet) for _ in range(8))
         self._child: subprocess.Popen[bytes] | None = None
-        self._terminated = False
+        self.autorestart_option: str | None = None
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._terminated = True
-        if self._child is not None and self._child.poll() is None:
-            self._child.send_signal(signal.SIGTERM)
+        """trap 'kill -TERM $PID' TERM INT (l.523) while Java runs; bash dies otherwise."""
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            return
+        raise SystemExit(EXIT_SIGTERM)
 
-    def _run_java(self, restart_subdir: str | None) -> int:
-        java_args = self.launch.java_args(self.session_id, restart_subdir)
+    def _run_java(self) -> int:
+        java_args = self.launch.java_args(self.session_id, self.autorestart_option)
+        # l.519: "$java" -cp "$classpath" $vm_options$autorestart_option $entry "$ini" *** mode
+        trailing = len(self.launch.trailing_args)
+        classpath, middle = java_args[1], java_args[2 : len(java_args) - trailing - 1]
         secret_count = len(self.launch.credentials)  # --user/--pw etc.: never echo them
-        shown = java_args[: len(java_args) - len(self.launch.trailing_args)]
-        shown += ["***"] * secret_count + list(self.launch.trailing_args[secret_count:])
+        shown = ["***"] * secret_count + list(self.launch.trailing_args[secret_count:])
         _say(f"Starting {self._product} with this command:")
-        _say("java " + " ".join(shown))
+        _say(
+            f'"{self.launch.java}" -cp "{classpath}" {" ".join(middle)} '
+            f'"{self.launch.ibc_ini}" {" ".join(shown)}'.rstrip()
+        )
         _say()
         env = {k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"}
         self._child = subprocess.Popen(
@@ -249,68 +266,86 @@ class RestartLoop:
             stdin=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,  # IBC's script discards Java's stderr
         )
-        if self._terminated:
-            self._child.send_signal(signal.SIGTERM)
         code = self._child.wait()
+        self._child = None
         return (128 - code if code < 0 else code) % 256
 
     @property
     def _product(self) -> str:
         return "Gateway" if self.launch.gateway else "TWS"
 
-    def _find_auto_restart(self) -> list[Path]:
-        settings = self.launch.settings_path
-        return sorted(p for p in settings.glob("*/autorestart") if p.is_file())
-
-    def _restart_subdir(self) -> str | None:
-        """IBC looks for the Gateway's autorestart token before every launch."""
+    def find_auto_restart(self) -> bool:
+        """find_auto_restart (l.365-413); True = restart_needed."""
         _say("Finding autorestart file")
-        found = self._find_auto_restart()
-        if len(found) > 1:
-            for f in found:
-                f.unlink()
-            _say(
-                "Multiple autorestart files found and deleted: instances sharing a settings "
-                "path must use different auto-restart times"
-            )
-        if len(found) != 1:
+        settings = self.launch.settings_path
+        first: Path | None = None
+        subdir: str | None = None
+        for path in sorted(p for p in settings.glob("*/autorestart") if p.is_file()):
+            if first is None:
+                first = path
+                _say(f"autorestart file found at {path}: authentication will not be required")
+                subdir = path.parent.name
+            else:
+                subdir = None
+                _say(f"WARNING: deleting extra autorestart file found at {path}")
+                path.unlink(missing_ok=True)
+                _say("WARNING: deleting first autorestart file found")
+                first.unlink(missing_ok=True)
+        if subdir is None:
+            if first is not None:
+                for line in MULTIPLE_TOKENS:
+                    _say(line)
+                _say()
+                return True
             _say("autorestart file not found: full authentication will be required")
-            return None
-        _say(f"autorestart file found at {found[0]}: authentication will not be required")
-        return found[0].parent.name
+            _say()
+            return False
+        _say(f"AUTORESTART_OPTION is -Drestart={subdir}")
+        self.autorestart_option = subdir
+        return True
 
     def run(self) -> int:
         settings = self.launch.settings_path
-        cold = False
+        _say("Java VM Options=" + " ".join(self.launch.vm_options))  # l.363
+        self.find_auto_restart()
+        _say()
         while True:
-            restart_subdir = None if cold else self._restart_subdir()
-            code = self._run_java(restart_subdir)
+            code = self._run_java()
             _say(f"IBC returned exit status {code}")
-            if self._terminated:
-                return EXIT_SIGTERM
-            cold = False
-            if code == EXIT_LOGIN_DIALOG_NOT_SHOWN:
-                _say("IBC will restart shortly")
-                continue
             cold_file = settings / f"COLDRESTART{self.session_id}"
-            if cold_file.exists():
+            if code == EXIT_LOGIN_DIALOG_NOT_SHOWN:
+                pass
+            elif cold_file.exists():
                 cold_file.unlink()
-                cold = True
+                self.autorestart_option = None
                 _say("IBC will cold-restart shortly")
-                continue
-            if self._find_auto_restart():
+            elif self.find_auto_restart():
                 pause = settings / f"PAUSE{self.session_id}"
                 if pause.exists():
                     pause.unlink()
                     _say("IBC is paused")
-                    return code
-                _say("IBC will restart shortly")
-                continue
-            if code == EXIT_2FA_TIMEOUT and self.launch.restart_on_2fa_timeout:
-                _say("IBC will restart shortly")
-                continue
-            _say(f"{self._product} finished")
-            return code
+                    break
+            elif code != EXIT_2FA_TIMEOUT or not self.launch.restart_on_2fa_timeout:
+                break
+            _say("IBC will restart shortly")
+            _say("sleep 2")  # the script echoes it (l.570) and does not sleep
+        _say(f"{self._product} finished")
+        _say()
+        return code
+
+
+MULTIPLE_TOKENS = (
+    "*" * 79,
+    "WARNING: More than one autorestart file was found. IBC can't determine which is",
+    "         the right one, so they've all been deleted. Full authentication will",
+    "         be required.",
+    "",
+    "         If you have two or more TWS/Gateway instances with the same setting",
+    "         for TWS_SETTINGS_PATH, you should ensure that they are configured with",
+    "         different autorestart times, to avoid creation of multiple autorestart",
+    "         files.",
+    "*" * 79,
+)
 
 
 def _banner(args: StartArgs, launch: Launch) -> None:

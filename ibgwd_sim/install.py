@@ -16,19 +16,27 @@ PYTHON = "/usr/bin/python3"
 
 SIM_CONF_TEMPLATE = """\
 # Simulated gateway switches (read at every gateway start). See ibgwd_sim/README.md.
+# Defaults behave like IBC 3.24.1 and the real Gateway; the commented keys compress time.
 # Scenario = ok | twofa_pending | twofa_timeout | login_failed | no_login_dialog |
 #            stall_after_start | api_zombie | api_slow | crash_after | existing_session |
-#            autorestart_rejected
+#            autorestart_rejected | stale_token
 Scenario = ok
+# The password the login accepts (unset: any); a wrong one loops through "Login failed".
 # AcceptUser =
 # AcceptPassword =
 LoginSeconds = 1
 # TwoFactorFor = none | live | paper | both
 TwoFactorFor = none
+# TwoFactorDialogSeconds = 185
+# SecondFactorDevices = IB Key,SMS
 ApiDelaySeconds = 5
 CrashAfterSeconds = 5
 Accounts = DU1234567
-RestartDelaySeconds = 2
+# "Shutdown progress" -> token -> exit (the real one takes 5-15 s)
+ShutdownSeconds = 8
+# RestartDelaySeconds = 2      (unset: a RESTART restarts at the next wall-clock minute)
+# ClockOffsetSeconds = 0       (shift the clock the Gateway sees)
+# ClockWeekday = sunday        (make the clock report that weekday)
 """
 
 VMOPTIONS = """\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -22,9 +23,10 @@ class Console:
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self._stream = stream
+        self.now: Callable[[], datetime] = datetime.now  # the simulated clock, once known
 
     def log(self, message: str) -> None:
-        self._stream.write(f"{ibc_timestamp(datetime.now())} IBC: {message}\n")
+        self._stream.write(f"{ibc_timestamp(self.now())} IBC: {message}\n")
         self._stream.flush()
 
     def raw(self, message: str) -> None:
@@ -35,6 +37,13 @@ class Console:
         """IBC frames errors with ``!!!`` lines; since 3.24 they go to stdout too."""
         self.raw(ERROR_FRAME)
         self.log(message)
+        self.raw(ERROR_FRAME)
+
+    def exception(self, message: str) -> None:
+        """Utils.logException without IncludeStackTraceForExceptions: the message only."""
+        self.raw(ERROR_FRAME)
+        self.log("An exception has occurred:")
+        self.raw(message)
         self.raw(ERROR_FRAME)
 
 

@@ -73,7 +73,8 @@ def _unescape(s: str) -> str:
             i += 4
         else:
             out.append({"t": "\t", "r": "\r", "n": "\n", "f": "\f"}.get(c, c))
-    return "".join(out)
+    # Java strings are UTF-16: a pair of \uD8xx\uDCxx escapes is one character
+    return "".join(out).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 def _split(line: str) -> tuple[str, str]:
@@ -109,3 +110,23 @@ def parse_properties(data: bytes) -> dict[str, str]:
         key, value = _split(line)
         result[key] = value
     return result
+
+
+def escape_value(text: str) -> str:
+    """A value that ``parse_properties`` (and Java's Properties.load) reads back as ``text``.
+
+    Pure ASCII: ``\\ = : # !`` and a leading space are escaped, everything outside
+    printable ASCII becomes \\uXXXX (UTF-16 code units).
+    """
+    out: list[str] = []
+    for index, ch in enumerate(text):
+        if ch in "\\=:#!" or (ch == " " and index == 0):
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            data = ch.encode("utf-16-be", "surrogatepass")
+            out.extend(
+                f"\\u{int.from_bytes(data[i : i + 2], 'big'):04x}" for i in range(0, len(data), 2)
+            )
+    return "".join(out)

@@ -23,6 +23,7 @@ class Scenario(enum.Enum):
     CRASH_AFTER = "crash_after"
     EXISTING_SESSION = "existing_session"
     AUTORESTART_REJECTED = "autorestart_rejected"
+    STALE_TOKEN = "stale_token"
 
 
 class TwoFactorFor(enum.Enum):
@@ -45,8 +46,12 @@ class SimConfig:
     api_delay_s: float = 5.0
     crash_after_s: float = 5.0
     accounts: tuple[str, ...] = ("DU1234567",)
-    restart_delay_s: float = 2.0
-    twofa_dialog_s: float = 170.0  # IB closes an unanswered 2FA prompt (twofa_timeout)
+    restart_delay_s: float | None = None  # None: IBC's next wall-clock minute
+    twofa_dialog_s: float = 185.0  # IB closes an unanswered 2FA prompt (twofa_timeout)
+    shutdown_s: float = 8.0  # "Shutdown progress" open -> JVM exit (observed 5-15 s)
+    clock_offset_s: float = 0.0  # added to the wall clock the simulated Gateway sees
+    clock_weekday: int | None = None  # 0 = Monday: the day of the week the clock reports
+    second_factor_devices: tuple[str, ...] = ()  # two or more: the dialog asks for one
 
 
 class SimConfigError(ValueError):
@@ -61,6 +66,23 @@ def _number(key: str, value: str) -> float:
     if result < 0:
         raise SimConfigError(f"{key}={value!r}: expected a number of seconds >= 0")
     return result
+
+
+def _signed(key: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise SimConfigError(f"{key}={value!r}: expected a number of seconds") from None
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _weekday(key: str, value: str) -> int:
+    try:
+        return WEEKDAYS.index(value.lower())
+    except ValueError:
+        raise SimConfigError(f"{key}={value!r}: expected one of {' | '.join(WEEKDAYS)}") from None
 
 
 def _enum(cls: type[_E], key: str, value: str) -> _E:
@@ -102,6 +124,16 @@ def parse_sim_conf(text: str) -> SimConfig:
             fields["restart_delay_s"] = _number("RestartDelaySeconds", value)
         elif key == "twofactordialogseconds":
             fields["twofa_dialog_s"] = _number("TwoFactorDialogSeconds", value)
+        elif key == "shutdownseconds":
+            fields["shutdown_s"] = _number("ShutdownSeconds", value)
+        elif key == "clockoffsetseconds":
+            fields["clock_offset_s"] = _signed("ClockOffsetSeconds", value)
+        elif key == "clockweekday":
+            fields["clock_weekday"] = _weekday("ClockWeekday", value)
+        elif key == "secondfactordevices":
+            fields["second_factor_devices"] = tuple(
+                d.strip() for d in value.split(",") if d.strip()
+            )
         else:
             raise SimConfigError(f"line {number}: unknown key {key!r}")
     return replace(SimConfig(), **fields)

@@ -7,6 +7,7 @@ so even ibapi (which offers up to 226) stays on NUL-separated text fields.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import struct
 import time
@@ -17,6 +18,10 @@ from ibgwd_sim.output import EventLog
 SERVER_MAX_VERSION = 178
 MIN_SERVER_VER_ADVANCED_ORDER_REJECT = 166
 MAX_FRAME = 16 * 1024 * 1024
+READ_ONLY = 321  # "Error validating request" while the API is read-only (ib-controller#65)
+READ_ONLY_TEXT = (
+    "Error validating request.-'bN' : cause - The API interface is currently in Read-Only mode."
+)
 CLIENT_ID_IN_USE = (
     326,
     "Unable to connect as the client id is already in use. Retry with a unique client id.",
@@ -90,8 +95,11 @@ class TwsApiServer:
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
         self._client_ids: set[int] = set()
+        self.read_only = True  # the Gateway's "Read-Only API" checkbox (ibg.xml readOnlyApi)
+        self.allow_only_localhost = True  # "Allow connections from localhost only"
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str | None, port: int) -> None:
+        """Listen; host None = every interface, as the real Gateway does (IBC issue 173)."""
         self._server = await asyncio.start_server(self._serve, host, port)
 
     async def close(self) -> None:
@@ -110,6 +118,14 @@ class TwsApiServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session: _Session | None = None
+        peer = str(writer.get_extra_info("peername")[0])
+        if (
+            self.allow_only_localhost
+            and not ipaddress.ip_address(peer.removeprefix("::ffff:")).is_loopback
+        ):
+            self._events.record("api_client_refused", peer=peer)
+            writer.close()
+            return
         try:
             if await reader.readexactly(4) != b"API\0" or self._options.zombie:
                 await reader.read()  # like a real gateway, wait for a proper hello forever
@@ -178,4 +194,15 @@ class TwsApiServer:
             s.send(74, 1, int(fields[2]))
         elif msg == 7:  # reqExecutions: version, reqId, filter...
             s.send(55, 1, int(fields[2]))
+        elif msg == 3:  # placeOrder: orderId first (no version field from server version 145)
+            order_id = int(fields[1])
+            s.next_order_id = max(s.next_order_id, order_id + 1)
+            if self.read_only:
+                s.error(order_id, READ_ONLY, READ_ONLY_TEXT)
+                self._events.record("api_order_rejected", order_id=order_id, code=READ_ONLY)
+            else:
+                # orderStatus: id, status, filled, remaining, avgFillPrice, permId, parentId,
+                # lastFillPrice, clientId, whyHeld, mktCapPrice
+                s.send(3, order_id, "PreSubmitted", 0, 0, 0, order_id, 0, 0, s.client_id, "", 0)
+                self._events.record("api_order_accepted", order_id=order_id)
         return True

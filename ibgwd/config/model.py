@@ -115,7 +115,7 @@ class Settings:
     login_timeout_s: float  # grace for login + 2FA before recovery starts
     recovery_max_per_hour: int
     recovery_backoff_s: float
-    shutdown_action: str = "pause"  # SHUTDOWN_ACTION: pause|stop at a system shutdown
+    shutdown_action: str = ""  # SHUTDOWN_ACTION: pause|stop at a system shutdown; "" = derived
     # Notifications (NOTIFY_*)
     notify_url: Secret | None = None
     notify_topic: str = ""

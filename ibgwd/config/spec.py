@@ -669,18 +669,21 @@ RECOVERY_BACKOFF = Setting(
 )
 SHUTDOWN_ACTION = Setting(
     "SHUTDOWN_ACTION",
-    kinds.Choice(("pause", "stop")),
-    "pause",
+    kinds.Choice(("pause", "stop"), allow_empty=True),
+    "",
     "What a system shutdown or reboot does to a logged-in Gateway. `pause`: IBC `PAUSE`, the "
     "Gateway shuts down at the next minute keeping its restart token, so the next boot within "
     "the week logs in without 2FA (the shutdown waits up to 2 minutes for it; a Gateway not "
     "logged in gets `STOP`). `stop`: IBC `STOP` at once, the next start is a full login. "
     "`systemctl stop` always stops; `systemctl restart`, an upgrade or a crash of ibgwd leave "
-    "the Gateway running.",
-    "stop",
+    "the Gateway running. In a container, `pause` needs a stop grace period of 3 minutes "
+    "(`stop_grace_period`, `terminationGracePeriodSeconds`).",
+    "pause",
     _S.RESTARTS,
     "shutdown_action",
     origin=_I,
+    default_doc="`pause`; `stop` in a container (a container runtime's default stop grace "
+    "period, 10 s, is too short for a PAUSE)",
 )
 # --- Hooks -------------------------------------------------------------------------------
 START_SCRIPTS = Setting(

@@ -509,6 +509,19 @@ class Supervisor:
                 return False
         return True
 
+    def _safe_line(self, on_line: Callable[[str], None]) -> Callable[[str], None]:
+        """A journal line callback that never takes the follower's watch down."""
+
+        def run(line: str) -> None:
+            try:
+                on_line(line)
+            except Exception:
+                log.exception("event=callback_failed callback=ibc_log")
+                self._callback_failures += 1
+                self._keep_probing()
+
+        return run
+
     def _keep_probing(self) -> None:
         """After a failed callback: every gateway has a probe scheduled or in flight."""
         if self._stopping:
@@ -552,6 +565,7 @@ class Supervisor:
             GLib.source_remove(gateway.timer)
         gateway.timer = GLib.timeout_add(int(delay_s * 1000), self._probe, gateway)
 
+    @guarded(keep=False)
     def _probe(self, gateway: _Gateway) -> bool:
         gateway.timer = 0
         if self._stopping or gateway.probing:
@@ -569,9 +583,22 @@ class Supervisor:
             future = self._executor.submit(
                 probe_full, "127.0.0.1", port, settings.probe_client_id, settings.probe_timeout_s
             )
-        future.add_done_callback(lambda f: GLib.idle_add(self._probe_done, gateway, f.result()))
+        future.add_done_callback(lambda f: GLib.idle_add(self._probe_finished, gateway, f))
         return False
 
+    @guarded(keep=False)
+    def _probe_finished(self, gateway: _Gateway, future: Future[ProbeResult]) -> bool:
+        """On the loop: a probe that raised (a bug, not a failed probe) is logged and the
+        gateway probed again, never left with `probing` set forever."""
+        error = future.exception()
+        if error is not None:
+            gateway.probing = False
+            log.error("event=probe_crashed mode=%s error=%r", gateway.mode.value, error)
+            self._keep_probing()
+            return False
+        return self._probe_done(gateway, future.result())
+
+    @guarded(keep=False)
     def _probe_done(self, gateway: _Gateway, result: ProbeResult) -> bool:
         gateway.probing = False
         if self._stopping or gateway.mode.value not in self._gateways:
@@ -651,7 +678,7 @@ class Supervisor:
             )
             self._publish()
 
-        gateway.follower = JournalFollower(unit, on_line)
+        gateway.follower = JournalFollower(unit, self._safe_line(on_line))
         gateway.follower.start()
 
     def _apply(self, gateway: _Gateway, new: Health, actions: list[Action]) -> None:
@@ -832,6 +859,12 @@ class Supervisor:
 
     # ---- status.Controller -----------------------------------------------------------------
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (those of the last successful reload)."""
+        return self._settings
+
+
     def status(self) -> Status:
         return self._status
 
@@ -894,6 +927,14 @@ class Supervisor:
                 self._gateways[gw.mode.value] = gateway
                 self._watch_log(gateway)
                 self._schedule_probe(gateway, STARTUP_PROBE_S)
+        for mode, gateway in self._gateways.items():
+            # "No further login until an admin acts": a reload is that act. The IBC unit was
+            # stopped after the failed login; start it again even if its spec is unchanged.
+            ibc = self._specs.get(f"ibc-{mode}")
+            if gateway.health.state is State.LOGIN_FAILED and ibc is not None:
+                gateway.health = health.admin_retry(gateway.health, self._clock())
+                to_stop.append(ibc)
+                del self._specs[ibc.component]
         for component, unit_spec in wanted.items():
             if component not in self._specs:
                 to_start.append(unit_spec)
@@ -963,12 +1004,15 @@ class Supervisor:
         port = self._settings.gateway(gateway.mode).command_port
         reply = send_command("127.0.0.1", port, "RESTART", COMMAND_TIMEOUT_S, wait_for="RESTART at")
         wall = self._wallclock()
-        at = 0.0
+        # IBC restarts at the start of its next minute; its reply names that minute in the
+        # Gateway's clock, which is trusted only when it agrees with ours.
+        at = schedule.next_minute(wall)
         if reply.startswith("RESTART at "):
-            text = reply.removeprefix("RESTART at ")
-            at = schedule.reply_time(wall, text, self._settings.time_zone)
-        if not at:
-            at = schedule.next_minute(wall)
+            said = schedule.reply_time(
+                wall, reply.removeprefix("RESTART at "), self._settings.time_zone
+            )
+            if said and abs(said - at) <= 120.0:
+                at = said
         log.info("event=soft_restart mode=%s at=%.0f reply=%r", gateway.mode.value, at, reply)
         gateway.health = health.soft_restart_accepted(gateway.health, self._clock() + at - wall)
         return at

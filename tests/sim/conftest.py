@@ -59,10 +59,19 @@ def start_gateway(
         display: str | None = "xvfb",
         **kwargs: object,
     ) -> harness.SimRun:
-        harness.write_sim_conf(sim, {"LoginSeconds": "0.2", **(scenario or {})})
+        harness.write_sim_conf(
+            sim,
+            {
+                "LoginSeconds": "0.2",
+                "ShutdownSeconds": "0.3",
+                "AcceptUser": "demo",
+                "AcceptPassword": harness.TRICKY_PASSWORD,
+                **(scenario or {}),
+            },
+        )
         values = {
             "IbLoginId": "demo",
-            "IbPassword": "demo-password",
+            "IbPassword": harness.TRICKY_PASSWORD,
             "TradingMode": "paper",
             "OverrideTwsApiPort": str(ports.api),
             "CommandServerPort": str(ports.command),

@@ -46,11 +46,13 @@ def test_replies_to_each_command(logged_in: SimRun, ports: Ports) -> None:
 def test_prompt_and_info_messages_when_configured(
     start_gateway: StartGateway, ports: Ports
 ) -> None:
+    """CommandChannel.java:38-44 (INFO greeting, no prompt), :72-84 (a prompt per blank
+    line), :107-109 (the prompt without a newline)."""
     run = start_gateway(ini={"CommandPrompt": "ibc> ", "SuppressInfoMessages": "no"})
     run.wait_for("Login has completed")
     out = _session(ports.command, "", "STOP")
     assert out == (
-        "INFO IBC Command Server\nibc> ibc> INFO Closing IBC\nOK Shutting down: STOP command\n"
+        "INFO IBC Command Server\nibc> INFO Closing IBC\nOK Shutting down: STOP command\n"
     )
     assert run.wait() == 0
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from ibgwd_sim.harness import TRICKY_PASSWORD
 from ibgwd_sim.properties import parse_properties
 
 JAVA_SOURCE = """
@@ -133,3 +137,52 @@ def test_random_inputs_match_java(java_props: Path, tmp_path: Path, texts: list[
 def test_password_with_backslash_and_unicode_escape() -> None:
     parsed = parse_properties(b"IbPassword=p\\\\w\\u0021\nTradingMode = paper\n")
     assert parsed == {"IbPassword": "p\\w!", "TradingMode": "paper"}
+
+
+def _stack_module() -> ModuleType:
+    """tests/system/stack.py, imported as the system tests do (tests/ on sys.path)."""
+    tests = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(tests))
+    try:
+        spec = importlib.util.spec_from_file_location("_stack_for_sim", tests / "system/stack.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(tests))
+
+
+def test_tricky_password_survives_conffile_config_ini_and_simulation_conf(tmp_path: Path) -> None:
+    """The system tests' password goes: stack.write_conf (_quote) -> ibgwd's conffile parser
+    -> ibgwd's config.ini escaping -> the sim's java.util.Properties reader (IBC's
+    DefaultSettings loads config.ini with Properties.load); and stack.write_sim_conf ->
+    simulation.conf -> AcceptPassword. Each hop must give back exactly the same string."""
+    from ibgwd.config.sources import parse_conffile
+    from ibgwd.render.properties import escape_value as ibgwd_escape
+    from ibgwd_sim.simconf import parse_sim_conf
+
+    stack = _stack_module()
+    password = stack.TRICKY_PASSWORD
+    assert password == TRICKY_PASSWORD
+    for special in "#!:=\\ ":
+        assert special in password.strip()
+    assert any(ord(c) > 0xFF for c in password) and any(0x7F < ord(c) <= 0xFF for c in password)
+
+    conffile = f"TWS_PASSWORD={stack._quote(password)}\n"
+    values, problems = parse_conffile(conffile, "ibgwd.conf")
+    assert problems == [] and values["TWS_PASSWORD"] == password
+
+    ini = f"IbPassword={ibgwd_escape(password)}\n".encode("ascii")
+    assert parse_properties(ini)["IbPassword"] == password
+
+    class _Box:
+        def path(self, p: str) -> Path:
+            target = tmp_path / p.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return target
+
+    stack.write_sim_conf(_Box(), {})
+    text = (tmp_path / stack.SIM_PREFIX.lstrip("/") / "ibc/simulation.conf").read_text("utf-8")
+    assert parse_sim_conf(text).accept_password == password

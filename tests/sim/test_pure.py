@@ -19,7 +19,21 @@ def test_sim_conf_keys_are_case_insensitive_with_defaults() -> None:
     assert conf.accounts == ("DU1", "DU2")
     assert conf.login_s == 0.5
     assert conf.two_factor_for is TwoFactorFor.NONE
-    assert conf.restart_delay_s == 2.0
+    assert conf.restart_delay_s is None  # IBC's next wall-clock minute
+    assert conf.shutdown_s == 8.0  # inside the observed 5-15 s
+    assert conf.accept_password == ""
+
+
+def test_sim_conf_clock_keys() -> None:
+    conf = parse_sim_conf("ClockOffsetSeconds = -12.5\nClockWeekday = Sunday\nShutdownSeconds=0\n")
+    assert (conf.clock_offset_s, conf.clock_weekday, conf.shutdown_s) == (-12.5, 6, 0.0)
+    with pytest.raises(SimConfigError, match="ClockWeekday"):
+        parse_sim_conf("ClockWeekday = someday")
+
+
+def test_sim_conf_keeps_every_character_of_the_password() -> None:
+    conf = parse_sim_conf("AcceptPassword = a #b! c:d=e \\ é€\n")
+    assert conf.accept_password == "a #b! c:d=e \\ é€"
 
 
 @pytest.mark.parametrize(

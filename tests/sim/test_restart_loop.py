@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from ibgwd_sim.gateway import APPROVE_FILE
@@ -129,20 +128,3 @@ def test_sigterm_exits_143_and_takes_the_java_child_along(
     assert _sim_processes(settings_path) == []
     assert not port_open(ports.api)
     assert "event=exit code=143" in run.events()[-1]
-
-
-def test_auto_restart_time_restarts_without_second_factor(
-    start_gateway: StartGateway, ports: Ports, settings_path: Path
-) -> None:
-    """Waits for the next wall-clock minute (AutoRestartTime has minute resolution)."""
-    at = datetime.now() + timedelta(minutes=1)
-    if at.second > 50:  # leave time to log in before the restart minute starts
-        at += timedelta(minutes=1)
-    clock = at.strftime("%I:%M %p")
-    run = start_gateway({"TwoFactorFor": "paper"}, ini={"AutoRestartTime": clock})
-    _login_with_2fa(run, settings_path)
-    run.wait_for(f"Setting auto-restart time to {clock}")
-    run.wait_for("Re-starting session", timeout_s=140)
-    run.wait_for("Login has completed", count=2)
-    assert run.output.count("Second Factor Authentication initiated") == 1
-    assert port_open(ports.api)

@@ -175,7 +175,7 @@ def test_cold_restart_time_is_scheduled_on_sunday(start_gateway: StartGateway) -
 
 
 def test_settings_are_logged_with_credentials_masked(start_gateway: StartGateway) -> None:
-    run = start_gateway(ini={"IbPassword": "hunter2-secret"})
+    run = start_gateway({"AcceptPassword": "hunter2-secret"}, ini={"IbPassword": "hunter2-secret"})
     run.wait_for("Login has completed")
     assert "    IbPassword=***" in run.lines
     assert "    IbLoginId=***" in run.lines

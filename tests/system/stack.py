@@ -15,13 +15,17 @@ from pathlib import Path
 
 from harness import Box
 
+from ibgwd_sim.harness import TRICKY_PASSWORD as TRICKY_PASSWORD
+
 REPO = Path(__file__).resolve().parents[2]
 # A copy inside the box that every user can read, whatever the permissions of the checkout's
 # parent directories (the sim runs as the unprivileged user ibgateway).
 SRC = "/usr/local/lib/ibgwd-src"
 SIM_PREFIX = "/opt/ibgwd-sim"
 DEMO_USER = "demo"
-DEMO_PASSWORD = "s3cr3t-Demo-pw!#"  # test credential for the simulated gateway
+# The test credential for the simulated gateway, which checks it (AcceptPassword): every
+# character special to java.util.Properties, the conffile or simulation.conf, plus non-ASCII.
+DEMO_PASSWORD = TRICKY_PASSWORD
 
 WRAPPER = f"""#!/bin/sh
 # ibgwd from the working tree {REPO} (installed by tests/system/stack.py)
@@ -35,9 +39,9 @@ exec /usr/bin/python3 -P -m ibgwd "$@"
 def base_settings() -> dict[str, str]:
     return {
         "TWS_USERID": DEMO_USER,
-        "TWS_PASSWORD": DEMO_PASSWORD,
+        "TWS_PASSWORD": TRICKY_PASSWORD,
         "TWS_USERID_PAPER": DEMO_USER,
-        "TWS_PASSWORD_PAPER": DEMO_PASSWORD,
+        "TWS_PASSWORD_PAPER": TRICKY_PASSWORD,
         "TRADING_MODE": "paper",
         "IBC_PATH": f"{SIM_PREFIX}/ibc",
         "TWS_PATH": f"{SIM_PREFIX}/Jts",
@@ -64,8 +68,19 @@ def _quote(value: str) -> str:
 
 
 def write_sim_conf(box: Box, values: Mapping[str, str]) -> None:
-    """Switch the simulated gateway's scenario (read at each gateway start)."""
-    defaults = {"Scenario": "ok", "LoginSeconds": "1", "RestartDelaySeconds": "2"}
+    """Switch the simulated gateway's scenario (read at each gateway start).
+
+    The simulated gateway accepts only DEMO_USER / TRICKY_PASSWORD unless a test overrides
+    AcceptPassword; a test that wants a wrong password sets TWS_PASSWORD itself.
+    """
+    defaults = {
+        "Scenario": "ok",
+        "LoginSeconds": "1",
+        "RestartDelaySeconds": "2",
+        "ShutdownSeconds": "5",  # the Gateway's shutdown phase: low end of the observed 5-15 s
+        "AcceptUser": DEMO_USER,
+        "AcceptPassword": TRICKY_PASSWORD,
+    }
     defaults.update(values)
     text = "".join(f"{k} = {v}\n" for k, v in defaults.items())
     box.path(f"{SIM_PREFIX}/ibc/simulation.conf").write_text(text, encoding="utf-8")

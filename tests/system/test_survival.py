@@ -84,13 +84,26 @@ def pids(box: Box) -> dict[str, str]:
     return {u: stack.show(box, u, "MainPID") for u in CHILDREN}
 
 
+def client_libs(box: Box) -> str:
+    """Where the box finds ib_async: the checkout's venv, or (a box on another root, e.g. clean
+    Debian, where the venv is not visible) a copy of ib_async and what it imports."""
+    venv_site = next((stack.REPO / ".venv" / "lib").glob("python3*/site-packages")).resolve()
+    if box.run("test", "-d", str(venv_site / "ib_async"), check=False).returncode == 0:
+        return str(venv_site)
+    libs = "/usr/local/lib/ibgwd-test-clients"
+    wanted = ("ib_async", "aeventkit", "eventkit", "nest_asyncio", "numpy", "tzdata")
+    for entry in venv_site.iterdir():
+        if entry.name.split("-")[0].removesuffix(".py").split(".")[0] in wanted:
+            box.copy_in(entry, f"{libs}/{entry.name}")
+    return libs
+
+
 @contextmanager
 def client_load(box: Box) -> Iterator[list[Load]]:
     """Run the held + new clients while the body runs; the result is appended on exit."""
-    venv_site = next((stack.REPO / ".venv" / "lib").glob("python3*/site-packages"))
     proc = subprocess.Popen(
         box.command("/usr/bin/python3", "-c", LOAD, str(RELAY_PORT)),
-        env=box.environment(env={"PYTHONPATH": f"{venv_site}:{stack.SRC}"}),
+        env=box.environment(env={"PYTHONPATH": f"{client_libs(box)}:{stack.SRC}"}),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
