@@ -575,7 +575,7 @@ def _lines(value: str) -> int:
 
 
 EPILOG = """\
-commands without one: status
+with no COMMAND, ibgwdctl runs status
 
 exit status:
   0 ok (status, is-ready, wait: ready), 1 the call failed, 3 not ready, 64 bad usage,
