@@ -83,12 +83,18 @@ def user_dir_name(user: str) -> str:
 
 
 class HaltError(Exception):
-    """Runtime.halt(code) with an optional error logged first."""
+    """Runtime.halt(code) with an optional error logged first.
 
-    def __init__(self, code: int, message: str = "") -> None:
+    Code 1100 is Utils.exitWithException: the exception's message after "An exception has
+    occurred:"; other codes are exitWithError(code, message): the message framed by !!! lines
+    (Utils.java:93-127). ``exception`` forces the former (e.g. the entry point's 1107).
+    """
+
+    def __init__(self, code: int, message: str = "", exception: bool | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.exception = code == EXIT_UNHANDLED if exception is None else exception
 
 
 @dataclass
@@ -138,7 +144,7 @@ def resolve(java: JavaArgs, console: Console) -> Launch:
     try:
         settings = IbcSettings(parse_properties(data))
     except ValueError as e:
-        raise HaltError(EXIT_UNHANDLED, f"java.lang.IllegalArgumentException: {e}") from None
+        raise HaltError(EXIT_UNHANDLED, str(e)) from None  # IllegalArgumentException
     console.log(f"using default settings provider: ini file is {ini}")
     try:
         sim = simconf.load_sim_conf(ibc_path)
@@ -205,6 +211,9 @@ class Gateway:
         self.window: GatewayWindow | None = None
         self._main_window = asyncio.Event()
         self._login_done = asyncio.Event()  # the config dialog is usable only after login
+        # ConfigurationTasks run in the order they were submitted: those of
+        # startTwsOrGateway (submitted at JVM start) before any RESTART's
+        self._startup_config_done = asyncio.Event()
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
         self._login_started: float | None = None
@@ -251,15 +260,18 @@ class Gateway:
             return
         error = task.exception()
         if isinstance(error, HaltError):
-            self.halt(error.code, error.message)
+            self.halt(error.code, error.message, error.exception)
         elif error is not None:
-            self.halt(EXIT_UNHANDLED, f"{type(error).__name__}: {error}")
+            self.halt(EXIT_UNHANDLED, str(error))
 
-    def halt(self, code: int, message: str = "") -> None:
+    def halt(self, code: int, message: str = "", exception: bool | None = None) -> None:
         if self._exit.done():
             return
         if message:
-            self.console.error(message)
+            if code == EXIT_UNHANDLED if exception is None else exception:
+                self.console.exception(message)
+            else:
+                self.console.error(message)
         if code >= 1100:
             self.console.log(f"Exiting after error with exit code={code}")
         self._exit.set_result(code % 256)
@@ -302,8 +314,10 @@ class Gateway:
         return at
 
     async def _apply_restart_time(self, at: datetime) -> None:
-        """ConfigurationTask.executeAsync: waits for the config dialog, i.e. for login."""
+        """ConfigurationTask.executeAsync: waits for the config dialog, i.e. for login, and
+        for the configuration tasks submitted before it."""
         await self._login_done.wait()
+        await self._startup_config_done.wait()
         delay = self.launch.sim.restart_delay_s
         if delay is not None:  # time compression: this occurrence comes early
             self._restart_override = (asyncio.get_running_loop().time() + delay, at)
@@ -333,7 +347,7 @@ class Gateway:
         try:
             await self._start()
         except HaltError as e:
-            self.halt(e.code, e.message)
+            self.halt(e.code, e.message, e.exception)
         code = await self._exit
         for task in list(self._tasks):
             task.cancel()
@@ -346,9 +360,10 @@ class Gateway:
 
     async def _start(self) -> None:
         launch, s = self.launch, self.launch.settings
-        self.console.log("IBC Settings:")
+        self.console.raw("IBC Settings:")  # DefaultSettings.java:55-61, no prefix
         for line in s.dump():
             self.console.raw(line)
+        self.console.raw("End IBC Settings\n")
         await self.commands.start()
         self._schedule_shutdown()
         display = os.environ.get("DISPLAY", "")
@@ -356,9 +371,9 @@ class Gateway:
             try:
                 self.window = GatewayWindow(f"{launch.mode} trading · simulated")
             except XConnectionError:
-                raise HaltError(
+                raise HaltError(  # java.awt.AWTError, uncaught: UncaughtExceptionHandler
                     EXIT_UNHANDLED,
-                    "java.awt.AWTError: Can't connect to X11 window server using "
+                    "Can't connect to X11 window server using "
                     f"'{display}' as the value of the DISPLAY variable.",
                 ) from None
             self.spawn(self._pump_window())
@@ -375,10 +390,13 @@ class Gateway:
         jtsini.ensure(launch.settings_path / "jts.ini")
         self.console.log("Starting Gateway" if launch.gateway else "Starting TWS")
         self.events.record("starting", mode=launch.mode, scenario=launch.sim.scenario.value)
-        if not display:  # headless AWT: the Gateway's first frame throws HeadlessException
+        if not display:  # headless AWT: the Gateway's first frame throws HeadlessException,
+            # IbcTws.startGateway logs it and exits 1107 (IbcTws.java:468-478)
             raise HaltError(
                 EXIT_NO_ENTRYPOINT,
-                "Exception occurred at Gateway entry point: ibgateway.GWClient.main",
+                "No X11 DISPLAY variable was set, but this program performed an operation "
+                "which requires it.",
+                exception=True,
             )
         self.spawn(self._session(restarting))
 
@@ -439,7 +457,7 @@ class Gateway:
                 EXIT_NO_LOGIN_DIALOG, "IBC closing after TWS/Gateway failed to display login dialog"
             )
         if not restarting:
-            await self._login(force_2fa=False)
+            await self._login()
             return
         token = launch.settings_path / launch.java.properties["restart"] / "autorestart"
         try:
@@ -447,9 +465,16 @@ class Gateway:
         except OSError:
             valid = False
         if sim.scenario is Scenario.AUTORESTART_REJECTED and valid:
+            # The server refuses the token (IbcAlpha/IBC#290): the Gateway shows its "Login
+            # Error" dialog and IBC cold-restarts (LoginErrorDialogHandler.java:38-46).
             token.unlink()
             self.events.record("autorestart_rejected", path=token)
-            await self._login(force_2fa=True)
+            await asyncio.sleep(sim.login_s)
+            self._dialog("Login Error", "Opened")
+            self.console.log("Login error message:")
+            self.console.raw("The session could not be resumed: please log in again.")
+            self.console.log("Cold restart in progress")
+            self._stop_task(cold=True)
             return
         if not valid or sim.scenario is Scenario.STALE_TOKEN:
             # The Gateway shows its login dialog; IBC was started with -Drestart and leaves it
@@ -474,7 +499,7 @@ class Gateway:
             return False
         return s.get_bool("ReloginAfterSecondFactorAuthenticationTimeout", False)
 
-    async def _login(self, force_2fa: bool) -> None:
+    async def _login(self) -> None:
         launch, sim = self.launch, self.launch.sim
         await asyncio.sleep(0.2)
         self.console.log(f"Login dialog WINDOW_OPENED: LoginState is {self.login_state}")
@@ -513,10 +538,9 @@ class Gateway:
                 return
             if sim.scenario is Scenario.EXISTING_SESSION and not await self._existing_session():
                 return
-            needs_2fa = (
-                force_2fa
-                or sim.two_factor_for.applies_to(launch.mode)
-                or sim.scenario in (Scenario.TWOFA_PENDING, Scenario.TWOFA_TIMEOUT)
+            needs_2fa = sim.two_factor_for.applies_to(launch.mode) or sim.scenario in (
+                Scenario.TWOFA_PENDING,
+                Scenario.TWOFA_TIMEOUT,
             )
             if needs_2fa:
                 outcome = await self._second_factor()
@@ -668,9 +692,8 @@ class Gateway:
         self.api.allow_only_localhost = self.state.allow_only_localhost
         try:
             await self.api.start(None, port)  # the real Gateway listens on every interface
-        except OSError as e:
-            self.console.log(f"API server failed to listen on port {port}: {e.strerror}")
-            self.events.record("api_failed", port=port)
+        except OSError as e:  # the Gateway's own log, not IBC's
+            self.events.record("api_failed", port=port, error=e.strerror)
         else:
             self.events.record("api_open", port=port)
         if not self._main_window.is_set():  # a token relaunch: no login click
@@ -694,6 +717,7 @@ class Gateway:
         s = self.launch.settings
         await asyncio.sleep(0.05)  # they wait for the config dialog, after login
         if self.shutting_down:
+            self._startup_config_done.set()
             return
         if s.get("ReadOnlyApi"):
             wanted = s.get_bool("ReadOnlyApi", True)
@@ -714,6 +738,7 @@ class Gateway:
             await self._configure_lock_exit("Auto logoff", logoff_at)
         else:
             self._schedule_lock_exit()  # the Gateway's stored Lock and Exit setting
+        self._startup_config_done.set()
 
     async def _configure_lock_exit(self, name: str, text: str) -> None:
         """ConfigureAutoLogoffOrRestartTimeTask.run (ConfigureAutoLogoff...Task.java:51-113)."""
@@ -815,7 +840,10 @@ async def _main(argv: list[str]) -> int:
     try:
         launch = resolve(java, console)
     except HaltError as e:
-        console.error(e.message)
+        if e.exception:
+            console.exception(e.message)
+        else:
+            console.error(e.message)
         console.log(f"Exiting after error with exit code={e.code}")
         return e.code % 256
     gateway = Gateway(launch, console, EventLog(launch.settings_path))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "system")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "system")]
 
 import stack  # noqa: E402
 from harness import Box  # noqa: E402

@@ -291,6 +291,7 @@ def on_log(h: Health, line: IbcLine, now: float, policy: Policy) -> tuple[Health
         detail = "2FA prompt expired; IBC logs in again in 5 s (a new 2FA prompt)"
         return _enter(h, State.EXPIRED_2FA, now, detail), []
     if event is IbcEvent.TWOFA_EXIT_PENDING:
+        h = replace(h, twofa_deadline=0.0)
         then = "relaunches the Gateway" if policy.twofa_restart else "exits"
         detail = f"2FA dialog closed; unless the login completes, IBC {then} in {line.value} s"
         return _enter(h, State.EXPIRED_2FA, now, detail), []

@@ -63,6 +63,7 @@ class _Sequence:
     name: str
     steps: deque[Step]
     done: Callable[[], None] | None
+    failed: Callable[[BaseException], None] | None = None
     wait: Wait | None = None
     deadline: float = 0.0
     timers: list[int] = field(default_factory=list)
@@ -83,10 +84,16 @@ class JobRunner:
         return self._current is not None or bool(self._queue)
 
     def submit(
-        self, name: str, steps: Sequence[Step], done: Callable[[], None] | None = None
+        self,
+        name: str,
+        steps: Sequence[Step],
+        done: Callable[[], None] | None = None,
+        failed: Callable[[BaseException], None] | None = None,
     ) -> None:
-        """Queue a sequence; it starts at once (synchronously) when nothing else runs."""
-        self._queue.append(_Sequence(name, deque(steps), done))
+        """Queue a sequence; it starts at once (synchronously) when nothing else runs.
+
+        A step that raises ends the sequence: `failed` gets the exception, then `done` runs."""
+        self._queue.append(_Sequence(name, deque(steps), done, failed))
         if self._current is None:
             self._next_sequence()
 
@@ -127,9 +134,14 @@ class JobRunner:
             step = seq.steps.popleft()
             try:
                 wait = step()
-            except Exception:
+            except Exception as exc:
                 log.exception("event=sequence_step_failed name=%s", seq.name)
                 seq.steps.clear()
+                if seq.failed is not None:
+                    try:
+                        seq.failed(exc)
+                    except Exception:
+                        log.exception("event=sequence_failed_callback_failed name=%s", seq.name)
                 continue
             if wait is None or self._satisfied(wait):
                 continue

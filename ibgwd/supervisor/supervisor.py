@@ -48,6 +48,7 @@ COMMAND_TIMEOUT_S = 5.0
 # plus STOP_TIMEOUT_S and two CHILD_STOP_S.
 PAUSE_SHUTDOWN_S = 60.0
 UNIT_TIMEOUT_S = 30.0  # a start or stop job of a child
+RETRY_CONVERGE_S = 5.0  # after a start sequence failed (systemd refused or timed out a call)
 
 
 def guarded(keep: bool) -> Callable[[Callable[..., bool]], Callable[..., bool]]:
@@ -142,6 +143,7 @@ class Supervisor:
         self._extra_restarts: dict[str, int] = {}
         self._subscribers: list[Callable[[Status], None]] = []
         self._ready_sent = False
+        self._halt_reported = False  # READY=1 sent for a start halted by a failed login
         self._ready_wall = 0.0
         self._reloading = False
         self._reloads = 0
@@ -170,11 +172,7 @@ class Supervisor:
         digests = self._files.write(self._settings)
         self._specs = static_specs(self._settings, self._names, self._paths, digests)
         relays = relay_specs(self._settings, self._names)
-        observed = [
-            plan.Observed(u.name, u.alive, plan.digest_of(u.description))
-            for u in self._units.list_units(self._names.unit_prefix(), fresh=True)
-        ]
-        convergence = plan.converge(self._specs, relays, observed, self._digest_key)
+        convergence = self._convergence()
         for unit_spec in convergence.adopt:
             log.info("event=unit_adopted unit=%s", unit_spec.name)
             if unit_spec.component in relays:
@@ -190,7 +188,12 @@ class Supervisor:
             self._gateways[gw.mode.value] = _Gateway(
                 gw.mode, Health(since=now, ibc_alive=adopted, detail=detail)
             )
-        self._run_jobs("start", self._start_steps(convergence))
+        self._jobs.submit(
+            "start",
+            self._start_steps(convergence),
+            done=self._unit_changed,
+            failed=self._start_failed,
+        )
         for gateway in self._gateways.values():
             self._watch_log(gateway)
             # An adopted Gateway is probed at once: ready again within a probe's time.
@@ -200,6 +203,31 @@ class Supervisor:
         self._timers.append(GLib.timeout_add(int(TICK_S * 1000), self._tick))
         self._units.on_change(self._unit_changed)
         self._publish()
+
+    def _convergence(self) -> plan.Convergence:
+        observed = [
+            plan.Observed(u.name, u.alive, plan.digest_of(u.description))
+            for u in self._units.list_units(self._names.unit_prefix(), fresh=True)
+        ]
+        relays = relay_specs(self._settings, self._names)
+        return plan.converge(self._specs, relays, observed, self._digest_key)
+
+    def _start_failed(self, error: BaseException) -> None:
+        """A start step failed (systemd refused or did not answer): converge again soon, from
+        what runs then, instead of sitting without a Gateway."""
+        log.error("event=start_failed error=%s retry_s=%.0f", error, RETRY_CONVERGE_S)
+        GLib.timeout_add(int(RETRY_CONVERGE_S * 1000), self._converge_again)
+
+    @guarded(keep=False)
+    def _converge_again(self) -> bool:
+        if not self._stopping:
+            self._jobs.submit(
+                "converge",
+                self._start_steps(self._convergence()),
+                done=self._unit_changed,
+                failed=self._start_failed,
+            )
+        return False
 
     def _start_steps(self, convergence: plan.Convergence) -> list[Callable[[], Wait | None]]:
         """Stop what differs, then start what is missing, hooks at the old image's points.
@@ -486,8 +514,22 @@ class Supervisor:
         for gateway in self._gateways.values():
             self._apply(gateway, *health.on_tick(gateway.health, now, self._policy()))
         if not self._ready_sent and not self._stopping:
-            waiting = {State.FAILED, State.RATE_LIMITED}
-            if all(g.health.state not in waiting for g in self._gateways.values()):
+            waiting = {State.FAILED, State.RATE_LIMITED, State.LOGIN_FAILED}
+            states = [g.health.state for g in self._gateways.values()]
+            halted = [s for s in states if s in (State.LOGIN_FAILED, State.RATE_LIMITED)]
+            if halted and not self._halt_reported:
+                # A failed login waits for an admin, a spent recovery budget for its backoff:
+                # end the start job (READY=1, STATUS says why) so that `systemctl start`
+                # returns, a reload can be queued, and systemd does not time the start out and
+                # restart ibgwd into another login attempt.
+                self._halt_reported = True
+                self._notifier.send(notify.ready(self._status.status_text))
+                log.error(
+                    "event=start_halted reason=%s status=%r",
+                    halted[0].value,
+                    self._status.status_text,
+                )
+            elif all(state not in waiting for state in states):
                 self._notifier.send(notify.extend_timeout(TICK_S * 5))
         self._publish()
         if self._watchdog_s and self._health_loop_alive(now):
@@ -863,7 +905,6 @@ class Supervisor:
     def settings(self) -> Settings:
         """The settings in force (those of the last successful reload)."""
         return self._settings
-
 
     def status(self) -> Status:
         return self._status

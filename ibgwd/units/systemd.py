@@ -50,8 +50,6 @@ class UnitManager(Protocol):
 
     def stop(self, name: str) -> str | None: ...
 
-    def restart(self, name: str) -> str: ...
-
     def kill(self, name: str, signal: int) -> None: ...
 
     def list_units(self, prefix: str, *, fresh: bool = False) -> list[UnitInfo]: ...
@@ -145,12 +143,6 @@ class SystemdClient:
             if _error_name(exc).endswith(("NoSuchUnit", "LoadFailed")):
                 return None
             raise UnitError(f"systemd refused to stop {name}: {exc}") from exc
-
-    def restart(self, name: str) -> str:
-        try:
-            return str(self._manager.RestartUnit(name, "replace", timeout=CALL_TIMEOUT_MS))
-        except DBusError as exc:
-            raise UnitError(f"systemd refused to restart {name}: {exc}") from exc
 
     def kill(self, name: str, signal: int) -> None:
         """Signal every process of the unit now (no job: works while a stop job waits)."""

@@ -62,5 +62,9 @@ def test_unreachable_display_fails_like_ibc_with_awt_error(
 
 def test_no_display_fails_at_the_gateway_entry_point(start_gateway: StartGateway) -> None:
     run = start_gateway(display=None)
+    """IbcTws.java:468-478: the entry point's exception is logged (Utils.logException) and
+    IBC exits with CANT_FIND_ENTRYPOINT (1107 % 256 = 83)."""
     assert run.wait() == 83
-    run.wait_for("Exception occurred at Gateway entry point: ibgateway.GWClient.main")
+    run.wait_for("An exception has occurred:")
+    run.wait_for("No X11 DISPLAY variable was set")
+    run.wait_for("Exiting after error with exit code=1107")

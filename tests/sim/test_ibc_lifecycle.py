@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from ibgwd_sim import state
 from ibgwd_sim.gateway import APPROVE_FILE, TOKEN_MAGIC, user_dir_name
@@ -150,7 +153,7 @@ def test_auto_restart_time_login_lines_and_restart_at_that_minute(
     time", then "changed from", "set to" or "already set to"); "Setting auto-restart time to"
     is only RestartTask's line (RestartTask.java:117). At that minute the Gateway restarts
     itself with the token, no login."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     at = (now.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%I:%M %p")
     run = start_gateway({**FAST, "ClockOffsetSeconds": offset}, ini={"AutoRestartTime": at})
     run.wait_for("IBC: Setting Auto restart time$")
@@ -170,7 +173,7 @@ def test_sunday_cold_restart_time_stops_with_coldrestart_file_and_logs_in_again(
     exiting via [File, Close] menu" (StopTask.java:58-87), exit 0; ibcstart.sh:545-548 "IBC
     will cold-restart shortly" and a full login. ClockWeekday makes the simulated clock report
     a Sunday on any weekday."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     sim_now = now + timedelta(days=(6 - now.weekday()) % 7)
     at = sim_now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     run = start_gateway(
@@ -224,35 +227,33 @@ def test_sigterm_is_forwarded_and_a_token_still_relaunches_java(
     assert run.terminate() == 143  # this time no token is left: the loop ends
 
 
-def test_drestart_option_is_reused_after_exit_87_and_nobody_logs_in(
-    start_gateway: StartGateway, settings_path: Path
+def test_drestart_option_is_reused_when_the_lookup_finds_no_single_token(
+    start_gateway: StartGateway, ports: Ports, settings_path: Path
 ) -> None:
-    """ibcstart.sh:389-411: find_auto_restart clears neither autorestart_option nor sets it when
-    no token is found, and :561-565 relaunches on 87 with --on2fatimeout=restart, so Java gets
-    the old -Drestart; IBC then leaves the login dialog alone (AbstractLoginHandler.java:56-64,
-    SessionManager.java:57) and nobody logs in."""
+    """ibcstart.sh:389-411: find_auto_restart only sets autorestart_option when it finds exactly
+    one token and never clears it; with two tokens it deletes both and still says
+    restart_needed (:379-402), so :550-560 relaunches with the OLD -Drestart. That Java finds no
+    token, IBC leaves the login dialog alone (AbstractLoginHandler.java:56-64,
+    SessionManager.java:57) and nobody logs in. (The same reuse follows 88, :543-544, and 87
+    with --on2fatimeout=restart, :561-565.)"""
     _place_token(settings_path)
-    run = start_gateway(
-        {
-            "Scenario": "autorestart_rejected",
-            "TwoFactorFor": "paper",
-            "TwoFactorDialogSeconds": "0.3",
-        },
-        ini={
-            "ReloginAfterSecondFactorAuthenticationTimeout": "yes",
-            "SecondFactorAuthenticationExitInterval": "1",
-        },
-        on2fatimeout="restart",
-    )
-    run.wait_for("IBC returned exit status 87", timeout_s=20)
-    run.wait_for("autorestart file not found: full authentication will be required", count=1)
-    run.wait_for("Starting Gateway with this command:", count=2)
-    commands = [ln for ln in run.lines if "ibcalpha.ibc.IbcGateway" in ln]
-    assert len(commands) == 2 and all("-Drestart=" in c for c in commands)
+    run = start_gateway({**FAST, "RestartDelaySeconds": "0.3"})
+    run.wait_for("AUTORESTART_OPTION is -Drestart=" + user_dir_name("demo"))
+    run.wait_for("Login has completed")
+    other = settings_path / "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+    other.mkdir()
+    (other / "autorestart").write_bytes(TOKEN_MAGIC + b"another instance")
+    assert _send(ports.command, "RESTART").startswith("OK RESTART in progress")
+    run.wait_for("WARNING: deleting extra autorestart file found at")
+    run.wait_for("IBC will restart shortly")
     run.wait_for("Re-starting session", count=2)
-    run.wait_for("Login dialog WINDOW_OPENED", count=2)
+    commands = [ln for ln in run.lines if "ibcalpha.ibc.IbcGateway" in ln]
+    assert len(commands) == 2 and all(f"-Drestart={user_dir_name('demo')}" in c for c in commands)
+    run.wait_for("Login dialog WINDOW_OPENED", count=1)
     time.sleep(1)
-    assert run.output.count("Login attempt:") == 1
+    assert run.output.count("Login attempt:") == 0
+    assert run.output.count("Login has completed") == 1
+    assert not list(settings_path.glob("*/autorestart"))
     assert "login_not_attempted" in "\n".join(run.events())
 
 
@@ -539,7 +540,7 @@ def test_auto_logoff_time_ends_the_jvm_with_exit_0(
     """IbcTws.java:593-595 configures "Auto logoff" (ConfigureAutoLogoffOrRestartTimeTask:
     "Auto logoff time set to" when Auto restart was selected); at that time the Gateway logs
     off and exits 0 without a token, and ibcstart.sh:561-562 ends the loop with 0."""
-    offset, now = _near_minute_end(56)
+    offset, now = _near_minute_end(50)
     at = (now.replace(second=0, microsecond=0) + timedelta(minutes=1)).strftime("%I:%M %p")
     run = start_gateway({**FAST, "ClockOffsetSeconds": offset}, ini={"AutoLogoffTime": at})
     run.wait_for(f"IBC: Auto logoff time set to {at}$")
@@ -547,3 +548,49 @@ def test_auto_logoff_time_ends_the_jvm_with_exit_0(
     run.wait_for("Shutdown progress; event=Opened")
     run.wait_for("Gateway finished")
     assert not list(settings_path.glob("*/autorestart"))
+
+
+def _non_loopback_address() -> str | None:
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout
+    return next((a for a in out.split() if "." in a and not a.startswith("127.")), None)
+
+
+def test_api_reachable_on_other_interfaces_but_localhost_only_by_default(
+    start_gateway: StartGateway, ports: Ports
+) -> None:
+    """The API socket answers on every interface (IbcAlpha/IBC#173); a fresh Gateway stores
+    allowOnlyLocalhost="true" (ib-controller#65), so a peer that is not loopback is dropped."""
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    run = start_gateway()
+    run.wait_for("Login has completed")
+    with socket.create_connection((address, ports.api), timeout=5) as s:
+        s.sendall(b"API\0" + struct.pack(">I", 9) + b"v157..178")
+        s.settimeout(5)
+        try:
+            reply = s.recv(100)
+        except ConnectionResetError:
+            reply = b""
+    assert reply == b""
+    assert any("event=api_client_refused" in e for e in run.events())
+
+
+def test_closedown_at_stops_through_the_menu_and_ends_the_loop(
+    start_gateway: StartGateway, settings_path: Path
+) -> None:
+    """IbcTws.java:382-428 (ClosedownAt, daily without a day) and :485-505 ("Gateway will be
+    shut down at"); StopTask without cold restart: "Login has completed: exiting via [File,
+    Close] menu" (StopTask.java:84-86), the shutdown phase, exit 0 and no COLDRESTART file, so
+    ibcstart.sh:561-562 ends the loop."""
+    offset, now = _near_minute_end(50)
+    at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    run = start_gateway(
+        {**FAST, "ClockOffsetSeconds": offset}, ini={"ClosedownAt": at.strftime("%H:%M")}
+    )
+    run.wait_for(f"Gateway will be shut down at {at:%Y/%m/%d %H:%M}")
+    assert run.wait(30) == 0
+    run.wait_for(r"Login has completed: exiting via \[File, Close\] menu")
+    run.wait_for("Shutdown progress; event=Opened")
+    run.wait_for("Gateway finished")
+    assert "cold-restart" not in run.output

@@ -67,7 +67,7 @@ def test_options_are_case_insensitive_and_settings_path_slash_stripped(
     env = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
     code, out, err = _run(sim, *args, env=env)
     assert f"Settings path: {settings_path}\n" in out
-    assert "Exception occurred at Gateway entry point" in out
+    assert "Exiting after error with exit code=1107" in out
     assert (code, err) == (83, "")
 
 

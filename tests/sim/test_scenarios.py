@@ -141,15 +141,29 @@ def test_existing_session_primary_takes_over(start_gateway: StartGateway) -> Non
     run.wait_for("Login has completed")
 
 
-def test_autorestart_rejected_asks_for_second_factor_again(
+def test_autorestart_rejected_cold_restarts_and_asks_for_second_factor_again(
     start_gateway: StartGateway, ports: Ports, settings_path: Path
 ) -> None:
-    run = start_gateway({"Scenario": "autorestart_rejected", "RestartDelaySeconds": "0.3"})
+    """IbcAlpha/IBC#290 (maintainer): when the server does not trust the token, IBC sees the
+    error and does a full cold start with 2FA: LoginErrorDialogHandler.java:38-46 ("Login error
+    message:", "Cold restart in progress", StopTask(cold)), ibcstart.sh:545-548."""
+    run = start_gateway(
+        {
+            "Scenario": "autorestart_rejected",
+            "TwoFactorFor": "paper",
+            "ShutdownSeconds": "0.3",
+            "RestartDelaySeconds": "0.3",
+        }
+    )
+    run.wait_for("Second Factor Authentication initiated")
+    (settings_path / APPROVE_FILE).touch()
     run.wait_for("Login has completed")
     with socket.create_connection(("127.0.0.1", ports.command), timeout=5) as s:
         s.sendall(b"RESTART\n")
     run.wait_for("Re-starting session")
-    run.wait_for("Second Factor Authentication initiated")
+    run.wait_for("Login error message:")
+    run.wait_for("IBC will cold-restart shortly")
+    run.wait_for("Second Factor Authentication initiated", count=2)
     (settings_path / APPROVE_FILE).touch()
     run.wait_for("Login has completed", count=2)
 

@@ -117,6 +117,12 @@ def properties(box: Box) -> dict[str, Any]:
     return {k: v["data"] for k, v in json.loads(r.stdout)["data"][0].items()}
 
 
+def state(box: Box) -> str:
+    """The D-Bus State property; "" while ibgwd is not (yet) on the bus."""
+    r = busctl(box, "--json=short", "get-property", DEST, OBJECT, IFACE, "State")
+    return str(json.loads(r.stdout)["data"]) if r.returncode == 0 else ""
+
+
 def status_text(box: Box) -> str:
     return stack.show(box, UNIT, "StatusText")
 
@@ -179,6 +185,19 @@ def outages(box: Box) -> list[float]:
             down = e["t"]
         elif e["event"] == "connected" and down is not None:
             out.append(e["t"] - down)
+            down = None
+    return out
+
+
+def gateway_outages(box: Box) -> list[float]:
+    """Seconds the simulated Gateway's own API was closed, per restart (api_closed -> open)."""
+    out, down = [], None
+    for line in events(box):
+        t, _, rest = line.partition(" ")
+        if rest.startswith("event=api_closed"):
+            down = float(t)
+        elif rest.startswith("event=api_open") and down is not None:
+            out.append(float(t) - down)
             down = None
     return out
 

@@ -11,6 +11,7 @@ ibcstart.sh's relaunch loop (l.535-570); the Sunday StopTask(cold) (IbcTws.java:
 
 from __future__ import annotations
 
+import re
 import time
 
 import lifecycle_kit as kit
@@ -85,6 +86,15 @@ def week(box: Box) -> None:
         assert r.returncode == 0, r.stderr
         assert "soft restart at" in r.stdout
         gateway_restart(None, "soft restart")
+        # IBC re-applies the configured AutoRestartTime at the login after the soft restart
+        # (ConfigureAutoLogoffOrRestartTimeTask), so the daily restart is 11:45 PM again.
+        reapplied = re.compile(r"Auto restart time changed from \d\d:\d\d [AP]M to 11:45 PM")
+
+        def daily_time_back() -> bool:
+            after = kit.ibc_journal(box).split("Setting auto-restart time to")[-1]
+            return bool(reapplied.search(after))
+
+        stack.wait_for(daily_time_back, 30, "IBC to put the daily restart time back")
         # A reload that changes nothing of IBC's restarts nothing of IBC's.
         stack.write_conf(box, "/etc/ibgwd/ibgwd.conf", settings | {"PROBE_TIMEOUT": "0.5"})
         box.run("systemctl", "reload", kit.UNIT, timeout=120)
@@ -98,6 +108,12 @@ def week(box: Box) -> None:
         f"week in a box: {took:.0f} s wall, {restarts} Gateway restarts, full logins "
         f"{kit.full_logins(box)}, held-client outages {[round(x, 1) for x in outages]} s, "
         f"total API outage {sum(outages):.1f} s"
+    )
+    own = kit.gateway_outages(box)
+    extra = [round(c - g, 2) for c, g in zip(outages, own, strict=False)]
+    print(
+        f"the Gateway's own API downtime per restart {[round(x, 1) for x in own]} s; the held "
+        f"client's outage beyond it (ibgwd's relay restart + reconnect) {extra} s"
     )
     print(f"status texts seen while restarting: {sorted(seen_texts)}")
     assert "restarting (daily restart)" in seen_texts

@@ -6,6 +6,7 @@ simulator (sim-events.log)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -157,11 +158,18 @@ def running(box: Box) -> Box:
     return box
 
 
+def time_to_ready(box: Box) -> str:
+    """The restarted ibgwd's own figure: its start to READY=1 (an adopted Gateway is probed at
+    once)."""
+    found = re.findall(r"event=ready time_to_ready_s=([0-9.]+)", box.journal(UNIT))
+    return f"{float(found[-1]):.2f} s" if found else "?"
+
+
 def assert_survived(box: Box, before: dict[str, str], logins: int, load: Load, what: str) -> None:
     print(
         f"{what}: outage {load.outage_s:.2f} s, new clients failed {load.new_failures}/"
         f"{load.samples}, held client failures {load.held_failures}, "
-        f"full logins +{full_logins(box) - logins}"
+        f"full logins +{full_logins(box) - logins}, ibgwd ready again after {time_to_ready(box)}"
     )
     assert pids(box) == before  # no child was restarted
     assert full_logins(box) == logins
@@ -205,17 +213,11 @@ def test_gateway_survives_the_watchdog_restarting_a_frozen_ibgwd(box: Box) -> No
     dropin = box.path("/etc/systemd/system/ibgwd.service.d/watchdog.conf")
     dropin.parent.mkdir(parents=True, exist_ok=True)
     dropin.write_text("[Service]\nWatchdogSec=3s\n", encoding="utf-8")
-    stack.install(box, stack.base_settings())
+    stack.install(box, stack.base_settings() | {"VNC_SERVER_PASSWORD": "vnc-Secret-7f3a"})
     stack.start(box)
     stack.wait_for(lambda: stack.show(box, CHILDREN[-1], "ActiveState") == "active", 30, "relay")
-    before = {u: stack.show(box, u, "MainPID") for u in (CHILDREN[0], IBC, CHILDREN[3])}
-    logins = full_logins(box)
+    before, logins = pids(box), full_logins(box)
     with client_load(box) as result:
         restart_and_wait(box, "stop")
-    load = result[0]
-    print(f"watchdog restart of a frozen ibgwd: outage {load.outage_s:.2f} s, logins +0?")
-    assert {u: stack.show(box, u, "MainPID") for u in before} == before
-    assert full_logins(box) == logins
-    assert load.held_failures == 0
-    assert load.new_failures <= 1 / CADENCE_S
+    assert_survived(box, before, logins, result[0], "watchdog restart of a frozen ibgwd")
     assert "watchdog timeout" in box.journal(UNIT).lower()

@@ -270,6 +270,7 @@ def test_twofa_relogin_and_device_selection_and_exit_pending_are_their_own_state
     assert h.state is State.WAITING_2FA
     h, _ = feed(h, 12.0, P + "If login has not completed, IBC will exit in 60 seconds")
     assert h.state is State.EXPIRED_2FA and "exits in 60 s" in h.detail
+    assert h.twofa_deadline == 0.0
     h2 = health.started(Health(), 0.0)
     h2, _ = feed(
         h2,

@@ -20,6 +20,7 @@ from settings_samples import BASE_ENV, DUAL_ENV, load
 
 from ibgwd import app
 from ibgwd.config.model import Settings
+from ibgwd.errors import UnitError
 from ibgwd.names import InstanceNames
 from ibgwd.probes.api import Outcome, ProbeResult
 from ibgwd.status import State
@@ -53,6 +54,7 @@ class FakeUnits:
     calls: list[tuple[str, str]] = field(default_factory=list)
     max_depth: int = 0
     job_type_now: str = ""
+    refuse: set[str] = field(default_factory=set)  # fragments: the next start of these fails
     state_now: str = "running"
     _pids: Iterator[int] = field(default_factory=lambda: itertools.count(100))
     _jobs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -79,6 +81,9 @@ class FakeUnits:
 
     def start_transient(self, name: str, properties: list[Property]) -> str:
         self._enter("start", name)
+        for fragment in [f for f in self.refuse if f in name]:
+            self.refuse.discard(fragment)
+            raise UnitError(f"systemd refused to start {name}: timeout")
         if name in self.units:
             raise AssertionError(f"{name} started while it runs (UnitExists)")
         desc = next(get_native(v) for k, v in properties if k == "Description")
@@ -91,9 +96,6 @@ class FakeUnits:
             return None
         delay = next((ms for frag, ms in self.stop_ms.items() if frag in name), 5)
         return self._job(delay, lambda: self.units.pop(name, None))
-
-    def restart(self, name: str) -> str:
-        raise AssertionError("not used")
 
     def kill(self, name: str, signal: int) -> None:
         self._enter(f"kill{signal}", name)
@@ -450,3 +452,16 @@ def test_digest_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
     key = app.digest_key(path)
     assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
     assert app.digest_key(path) == key
+
+
+def test_a_refused_start_is_retried_from_what_runs_then(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sup, "RETRY_CONVERGE_S", 0.2)
+    world.units.refuse = {"ibc-live"}
+    s = world.make()
+    s.start()
+    run_until(lambda: ready(s) and relay_running(world))
+    assert "event=start_failed" in caplog.text
+    assert world.units.started("display") == 1  # running already: not started again
+    assert world.units.started("ibc-live") == 2  # the refused call, then the retry
