@@ -479,7 +479,7 @@ class Gateway:
         if not valid or sim.scenario is Scenario.STALE_TOKEN:
             # The Gateway shows its login dialog; IBC was started with -Drestart and leaves it
             # alone (AbstractLoginHandler.java:56-64): nobody logs in (IBC issue 235).
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(sim.startup_s)
             self.console.log("Login dialog WINDOW_OPENED: LoginState is LOGGED_OUT")
             self.show("Login (IBC waits: started with -Drestart)")
             self.events.record("login_not_attempted", token=token, exists=token.exists())
@@ -501,7 +501,9 @@ class Gateway:
 
     async def _login(self) -> None:
         launch, sim = self.launch, self.launch.sim
-        await asyncio.sleep(0.2)
+        # A real Gateway JVM needs seconds from launch to its login dialog (class loading,
+        # Swing); IBC's LoginDialogDisplayTimeout (default 60 s) exists for that.
+        await asyncio.sleep(sim.startup_s)
         self.console.log(f"Login dialog WINDOW_OPENED: LoginState is {self.login_state}")
         self.show("Login")
         attempt = 0

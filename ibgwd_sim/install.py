@@ -24,6 +24,8 @@ Scenario = ok
 # The password the login accepts (unset: any); a wrong one loops through "Login failed".
 # AcceptUser =
 # AcceptPassword =
+# JVM launch -> login dialog (a real Gateway: several seconds)
+StartupSeconds = 3
 LoginSeconds = 1
 # TwoFactorFor = none | live | paper | both
 TwoFactorFor = none

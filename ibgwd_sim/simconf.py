@@ -42,6 +42,7 @@ class SimConfig:
     accept_user: str = ""
     accept_password: str = ""
     login_s: float = 1.0
+    startup_s: float = 3.0  # JVM launch -> login dialog shown (class loading, Swing)
     two_factor_for: TwoFactorFor = TwoFactorFor.NONE
     api_delay_s: float = 5.0
     crash_after_s: float = 5.0
@@ -110,6 +111,8 @@ def parse_sim_conf(text: str) -> SimConfig:
             fields["accept_user"] = value
         elif key == "acceptpassword":
             fields["accept_password"] = value
+        elif key == "startupseconds":
+            fields["startup_s"] = _number("StartupSeconds", value)
         elif key == "loginseconds":
             fields["login_s"] = _number("LoginSeconds", value)
         elif key == "twofactorfor":

@@ -37,6 +37,7 @@ class SshTunnel(enum.Enum):
 class Credentials:
     user: str
     password: Secret
+    source: str = "TWS_USERID / TWS_PASSWORD"  # the settings they came from (for messages)
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,9 @@ def _credentials(r: _Reader, mode: Mode, *, dual: bool, required: bool) -> Crede
                 f"or the credential {password_s.credential_name}"
             )
             r.problem(password_s, "", accepted, why)
-    return Credentials(user=user, password=Secret(password))
+    return Credentials(
+        user=user, password=Secret(password), source=f"{user_s.name} / {password_s.name}"
+    )
 
 
 def _check_tunnel(

@@ -56,6 +56,7 @@ HALTED = (State.FAILED, State.RATE_LIMITED, State.STOPPING, State.LOGIN_FAILED)
 DAILY = "daily restart"
 COLD = "cold restart"
 SOFT = "soft restart"
+LOGOFF = "daily logoff"  # AUTO_LOGOFF_TIME: the Gateway exits without a token; a new login follows
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Policy:
     mode: str = "paper"
     twofa_timeout_s: float = 180.0  # IBC SecondFactorAuthenticationTimeout (LoginManager:113)
     twofa_restart: bool = False  # --on2fatimeout=restart: the launcher relaunches on exit 87
+    credentials: str = "TWS_USERID / TWS_PASSWORD"  # the settings a failed login points to
     # A failing API is confirmed only after it failed this long: the "Shutdown progress" line
     # of a planned restart reaches us through the journal a moment after the API closes.
     settle_s: float = 2.0
@@ -253,8 +255,9 @@ def on_probe(
     return _enter(h, State.DEGRADED, now, f"API {result.outcome.value}"), []
 
 
-def login_failed_text(mode: str) -> str:
-    return f"login failed: check TWS_USERID / TWS_PASSWORD for the {mode} gateway"
+def login_failed_text(mode: str, names: str = "TWS_USERID / TWS_PASSWORD") -> str:
+    """Never the password: the settings to check, and which gateway."""
+    return f"login failed: check {names} for the {mode} gateway"
 
 
 def on_log(h: Health, line: IbcLine, now: float, policy: Policy) -> tuple[Health, list[Action]]:
@@ -274,7 +277,7 @@ def on_log(h: Health, line: IbcLine, now: float, policy: Policy) -> tuple[Health
             restart_reason="",
             logged_in=False,
         )
-        h = _enter(h, State.LOGIN_FAILED, now, login_failed_text(policy.mode))
+        h = _enter(h, State.LOGIN_FAILED, now, login_failed_text(policy.mode, policy.credentials))
         return h, [*actions, Action.HALT_LOGINS, Action.SAVE_BUDGET]
     if event is IbcEvent.TWOFA_INITIATED:
         h = replace(h, twofa_deadline=now + policy.twofa_timeout_s)
@@ -343,6 +346,11 @@ def on_ibc_unit(h: Health, alive: bool, now: float, policy: Policy) -> tuple[Hea
     was_alive, h = h.ibc_alive, replace(h, ibc_alive=alive)
     if alive or not was_alive or h.state in HALTED:
         return h, []
+    if h.state is State.RESTARTING and h.restart_reason == LOGOFF:
+        # The Gateway's own daily logoff ends IBC's launcher (no token): start a new login,
+        # planned, not a recovery (the settings asked for it).
+        h = _enter(replace(h, step=0), State.RESTARTING, now, "logged off: starting a new login")
+        return h, [Action.RESTART_IBC_UNIT]
     return escalate(h, now, policy, "IBC's launcher exited")
 
 

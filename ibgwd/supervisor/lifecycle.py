@@ -13,7 +13,7 @@ from pathlib import Path
 from ibgwd import schedule
 from ibgwd.config.model import Settings
 from ibgwd.status import GatewayStatus, State
-from ibgwd.supervisor.health import COLD, DAILY
+from ibgwd.supervisor.health import COLD, DAILY, LOGOFF
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ def planned(settings: Settings, wall_now: float, mono_now: float) -> tuple[tuple
     if daily:
         when = schedule.next_daily(since, daily, settings.time_zone)
         out.append((mono_now + when - wall_now, DAILY))
+    elif settings.auto_logoff_time:
+        when = schedule.next_daily(since, settings.auto_logoff_time, settings.time_zone)
+        out.append((mono_now + when - wall_now, LOGOFF))
     return tuple(sorted(out))
 
 

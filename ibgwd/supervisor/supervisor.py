@@ -201,6 +201,9 @@ class Supervisor:
             self._schedule_probe(gateway, 0.0 if adopted else STARTUP_PROBE_S)
         self._timers.append(GLib.timeout_add(int(UNIT_POLL_S * 1000), self._poll_units))
         self._timers.append(GLib.timeout_add(int(TICK_S * 1000), self._tick))
+        if self._watchdog_s:  # half of WatchdogSec=, at most a tick
+            period = min(self._watchdog_s, TICK_S)
+            self._timers.append(GLib.timeout_add(int(period * 1000), self._watchdog))
         self._units.on_change(self._unit_changed)
         self._publish()
 
@@ -509,7 +512,7 @@ class Supervisor:
 
     @guarded(keep=True)
     def _tick(self) -> bool:
-        """Deadlines (login timeout, backoff), the start-timeout extension and the watchdog."""
+        """Deadlines (login timeout, backoff) and the start-timeout extension; no I/O."""
         now = self._clock()
         for gateway in self._gateways.values():
             self._apply(gateway, *health.on_tick(gateway.health, now, self._policy()))
@@ -532,7 +535,11 @@ class Supervisor:
             elif all(state not in waiting for state in states):
                 self._notifier.send(notify.extend_timeout(TICK_S * 5))
         self._publish()
-        if self._watchdog_s and self._health_loop_alive(now):
+        return True
+
+    @guarded(keep=True)
+    def _watchdog(self) -> bool:
+        if self._health_loop_alive(self._clock()):
             self._notifier.send(notify.watchdog())
         return True
 
@@ -679,6 +686,7 @@ class Supervisor:
             self._policy(),
             mode=gateway.mode.value,
             twofa_restart=self._settings.twofa_timeout_action == "restart",
+            credentials=self._settings.gateway(gateway.mode).credentials.source,
         )
 
     def _budget_path(self) -> Path:
@@ -783,9 +791,14 @@ class Supervisor:
                 mode,
                 gateway.health.detail,
             )
+            # SIGTERM now (the launcher may be relaunching the Gateway for another login this
+            # very moment), then a stop job queued as usual; the flag once more when it is done.
+            self._units.kill(ibc.name, signal.SIGTERM)
 
-            self._stop_units([ibc])
-            lifecycle.remove_cold_restart_flags(settings_path)
+            def clean() -> None:
+                lifecycle.remove_cold_restart_flags(settings_path)
+
+            self._stop_units([ibc], then=clean)
         elif action is Action.SAVE_BUDGET:
             self._save_budget()
         elif action is Action.GIVE_UP:

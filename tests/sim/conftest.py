@@ -62,6 +62,7 @@ def start_gateway(
         harness.write_sim_conf(
             sim,
             {
+                "StartupSeconds": "0.2",
                 "LoginSeconds": "0.2",
                 "ShutdownSeconds": "0.3",
                 "AcceptUser": "demo",

@@ -87,6 +87,30 @@ def test_wrong_password_opens_login_failed_dialog_and_ibc_loops_cold(
     assert run.terminate() == 143
 
 
+def _stamp(line: str) -> datetime:
+    """IBC's log timestamp, ``yyyy-MM-dd HH:mm:ss:SSS`` (Utils.java:143-161)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S:%f")
+
+
+def test_relaunched_jvm_shows_its_login_dialog_only_after_its_startup_time(
+    start_gateway: StartGateway,
+) -> None:
+    """A real Gateway JVM needs seconds from launch to its login dialog (class loading, Swing:
+    IBC waits up to LoginDialogDisplayTimeout=60 s for it, SessionManager.java:59-73), so after
+    "Login failed" the cold relaunch (ibcstart.sh:545-548) types the password only seconds
+    later. Measured on the simulator's own log timestamps, a lower bound (sleeps never end
+    early), not a wall-clock assertion."""
+    run = start_gateway({"AcceptPassword": "the right one", "StartupSeconds": "1.5"})
+    run.wait_for("IBC will cold-restart shortly", count=2)
+    lines = [ln for ln in run.lines if " IBC: " in ln]
+    starts = [i for i, ln in enumerate(lines) if ln.endswith("IBC: Starting Gateway")]
+    dialogs = [i for i, ln in enumerate(lines) if "IBC: Login dialog WINDOW_OPENED" in ln]
+    assert len(starts) >= 2 and len(dialogs) >= 2, run.output[-3000:]
+    for start, dialog in zip(starts[:2], dialogs[:2], strict=True):
+        assert start < dialog
+        assert (_stamp(lines[dialog]) - _stamp(lines[start])).total_seconds() >= 1.49
+
+
 def test_right_tricky_password_logs_in(start_gateway: StartGateway) -> None:
     """The conftest logs in with harness.TRICKY_PASSWORD (Properties escapes, non-ASCII) and
     the sim compares it with AcceptPassword after DefaultSettings-style trimming."""

@@ -75,6 +75,7 @@ def write_sim_conf(box: Box, values: Mapping[str, str]) -> None:
     """
     defaults = {
         "Scenario": "ok",
+        "StartupSeconds": "1",  # JVM launch -> login dialog (the real one takes seconds)
         "LoginSeconds": "1",
         "RestartDelaySeconds": "2",
         "ShutdownSeconds": "5",  # the Gateway's shutdown phase: low end of the observed 5-15 s

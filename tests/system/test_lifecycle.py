@@ -29,9 +29,9 @@ def test_wrong_password_one_login_attempt_then_nothing_until_an_admin_reloads(bo
     loop would log in again and again (ibcstart.sh l.545-548); ibgwd ends it after one."""
 
     def body() -> None:
-        settings = stack.base_settings() | {
+        # The usual paper setup: TWS_USERID / TWS_PASSWORD only, the password wrong.
+        settings = {k: v for k, v in stack.base_settings().items() if not k.endswith("_PAPER")} | {
             "TWS_PASSWORD": WRONG_PASSWORD,
-            "TWS_PASSWORD_PAPER": WRONG_PASSWORD,
             "READ_ONLY_API": "no",
         }
         stack.install(box, settings)
@@ -197,5 +197,36 @@ def test_recovery_budget_survives_an_ibgwd_restart(box: Box) -> None:
         assert kit.count(box, "starting") == starts + 1, budget
         assert kit.state(box) == "rate_limited"
         assert stack.show(box, kit.UNIT, "ActiveState") == "active"
+
+    checked(box, body)
+
+
+def test_daily_logoff_is_planned_a_new_login_follows_and_no_recovery_is_counted(
+    box: Box,
+) -> None:
+    """AutoLogoffTime (IbcTws.java:588-595, ConfigureAutoLogoffOrRestartTimeTask): the Gateway
+    shuts down without a token, ibcstart.sh ends (l.562); ibgwd starts the next login."""
+
+    def body() -> None:
+        import datetime as dt
+
+        now = dt.datetime.now(dt.UTC)
+        at = (now + dt.timedelta(seconds=80)).replace(second=0, microsecond=0)
+        settings = stack.base_settings() | {"AUTO_LOGOFF_TIME": at.strftime("%I:%M %p")}
+        stack.install(box, settings, sim={"ShutdownSeconds": "2"})
+        stack.start(box)
+        assert kit.properties(box)["NextRestart"]["paper"] == 0.0  # a logoff, no restart
+        texts: set[str] = set()
+
+        def logged_off_and_back() -> bool:
+            texts.add(kit.status_text(box))
+            relaunched = kit.count(box, "auto_logoff") >= 1 and kit.count(box, "starting") >= 2
+            return relaunched and kit.state(box) == "ready"
+
+        stack.wait_for(logged_off_and_back, 200, "the logoff and a new login", 0.2)
+        print(f"status texts around the logoff: {sorted(texts)}")
+        assert "restarting (daily logoff)" in texts
+        assert kit.full_logins(box) == 2
+        assert all(v == 0.0 for v in kit.recoveries(box).values()), kit.recoveries(box)
 
     checked(box, body)

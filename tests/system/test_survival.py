@@ -221,3 +221,46 @@ def test_gateway_survives_the_watchdog_restarting_a_frozen_ibgwd(box: Box) -> No
         restart_and_wait(box, "stop")
     assert_survived(box, before, logins, result[0], "watchdog restart of a frozen ibgwd")
     assert "watchdog timeout" in box.journal(UNIT).lower()
+
+
+def test_dual_reload_changing_both_config_ini_restarts_each_ibc_once(box: Box) -> None:
+    """The re-entrancy reproduction under real systemd: a reload that changes both gateways'
+    config.ini, while IBC takes longer than 100 ms to stop, used to run nested main-loop
+    iterations (KeyError 'ibc-live', a recovery that never happened, a relay left stopped)."""
+    settings = stack.base_settings() | {"TRADING_MODE": "both", "READ_ONLY_API": "no"}
+    stack.install(box, settings)
+    stack.start(box)
+    relays = ("ibgwd-default-relay-live.service", "ibgwd-default-relay-paper.service")
+    stack.wait_for(
+        lambda: all(stack.show(box, r, "ActiveState") == "active" for r in relays), 30, "relays"
+    )
+    logs = {m: f"/var/lib/ibgwd/default/settings_{m}/sim-events.log" for m in ("live", "paper")}
+
+    def starts(mode: str) -> int:
+        return box.path(logs[mode]).read_text(encoding="utf-8").count("event=starting")
+
+    assert (starts("live"), starts("paper")) == (1, 1)
+    ibc = {m: stack.show(box, f"ibgwd-default-ibc-{m}.service", "MainPID") for m in logs}
+    for m in logs:  # a real Gateway takes seconds to stop: make each IBC stop job last 1 s
+        dropin = box.path(f"/etc/systemd/system/ibgwd-default-ibc-{m}.service.d/slow.conf")
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text("[Service]\nExecStopPost=/bin/sleep 1\n", encoding="utf-8")
+    box.run("systemctl", "daemon-reload")
+    stack.write_conf(box, "/etc/ibgwd/ibgwd.conf", settings | {"READ_ONLY_API": "yes"})
+    box.run("systemctl", "reload", UNIT, timeout=120)  # returns once the reload's jobs ran
+    for m in logs:
+        assert stack.show(box, f"ibgwd-default-ibc-{m}.service", "MainPID") not in ("0", ibc[m])
+        assert "ReadOnlyApi=yes" in box.path(f"/run/ibgwd/default/ibc/config-{m}.ini").read_text()
+    text = lambda: stack.show(box, UNIT, "StatusText")  # noqa: E731
+    stack.wait_for(lambda: text().count(": ready") == 2, 60, "both gateways ready again")
+    stack.wait_for(
+        lambda: all(stack.show(box, r, "ActiveState") == "active" for r in relays), 30, "relays"
+    )
+    time.sleep(3)  # a spurious recovery would show within the next probes
+    assert (starts("live"), starts("paper")) == (2, 2)  # each restarted exactly once
+    journal = box.journal(UNIT)
+    for bad in ("Traceback", "KeyError", "callback_failed", "action=restart_ibc_unit"):
+        assert bad not in journal, bad
+    assert "event=reloaded changed=ibc-live,ibc-paper" in journal
+    for port in (4003, 4004):
+        assert stack.ib_async_client(box, port).ok

@@ -304,3 +304,23 @@ def test_budget_round_trips_through_wall_clock_and_drops_old_entries() -> None:
     assert restored.login_failures == 2
     junk = health.budget_from_wall(Health(), {"recoveries": "x", "login_failures": "y"}, 1.0, 2.0)
     assert junk.recovery_times == () and junk.login_failures == 0
+
+
+def test_the_daily_logoff_is_planned_and_followed_by_a_new_login_not_a_recovery() -> None:
+    """AutoLogoffTime: the Gateway shuts down without a token, IBC's launcher ends
+    (ibcstart.sh l.562: no token, exit 0); a new login is what the settings asked for."""
+    h = replace(ready(), ibc_alive=True, planned=((100.0, health.LOGOFF),))
+    h, actions = feed(h, 100.5, NIGHTLY[0])
+    assert h.state is State.RESTARTING and h.restart_reason == "daily logoff"
+    h, actions = feed(h, 104.0, "IBC returned exit status 0", "autorestart file not found: x")
+    assert actions == [] and h.state is State.RESTARTING
+    h, actions = health.on_ibc_unit(h, False, 104.1, POLICY)
+    assert actions == [Action.RESTART_IBC_UNIT] and h.recoveries == {}
+    h = health.started(h, 105.0)
+    h, actions = health.on_probe(h, OK, 110.0, POLICY)
+    assert h.state is State.READY and h.recoveries == {}
+    # Without the schedule (an unplanned exit of the launcher) it is a recovery.
+    h = replace(ready(), ibc_alive=True)
+    h, _ = feed(h, 20.0, NIGHTLY[0])
+    h, actions = health.on_ibc_unit(h, False, 24.0, POLICY)
+    assert Action.RESTART_IBC_UNIT in actions and h.recoveries == {"unit_restart": 1}

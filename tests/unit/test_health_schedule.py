@@ -143,3 +143,19 @@ def test_budget_file_is_written_atomically_and_bad_content_is_ignored(tmp_path: 
     assert [p.name for p in path.parent.iterdir()] == [budget.FILE_NAME]  # no temp file left
     path.write_text("{not json")
     assert budget.load(path) == {}
+
+
+def test_a_failed_login_names_the_settings_the_credentials_came_from(tmp_path: Path) -> None:
+    from settings_samples import BASE_ENV, DUAL_ENV, load
+
+    from ibgwd.config.model import Mode
+    from ibgwd.supervisor.health import login_failed_text
+
+    single = load(BASE_ENV | {"TRADING_MODE": "paper"}, tmp_path).gateway(Mode.PAPER)
+    assert login_failed_text("paper", single.credentials.source) == (
+        "login failed: check TWS_USERID / TWS_PASSWORD for the paper gateway"
+    )
+    dual = load(DUAL_ENV, tmp_path)
+    assert dual.gateway(Mode.PAPER).credentials.source == "TWS_USERID_PAPER / TWS_PASSWORD_PAPER"
+    assert dual.gateway(Mode.LIVE).credentials.source == "TWS_USERID / TWS_PASSWORD"
+    assert "live-pass" not in repr(dual)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -166,7 +167,7 @@ class World:
     tmp: Path
     settings_env: dict[str, str]
 
-    def make(self, env: dict[str, str] | None = None) -> sup.Supervisor:
+    def make(self, env: dict[str, str] | None = None, watchdog_s: float = 0) -> sup.Supervisor:
         env = env or self.settings_env
         settings = load(env, self.tmp)
         return sup.Supervisor(
@@ -179,7 +180,7 @@ class World:
             notifier=self.notes,
             executor=ThreadPoolExecutor(2),
             digest_key=KEY,
-            watchdog_s=0,
+            watchdog_s=watchdog_s,
         )
 
 
@@ -465,3 +466,26 @@ def test_a_refused_start_is_retried_from_what_runs_then(
     assert "event=start_failed" in caplog.text
     assert world.units.started("display") == 1  # running already: not started again
     assert world.units.started("ibc-live") == 2  # the refused call, then the retry
+
+
+def test_watchdog_pings_only_while_probes_keep_completing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sup, "TICK_S", 0.2)
+    s = world.make(watchdog_s=0.1)
+    s.start()
+    run_until(lambda: ready(s))
+    drain(0.5)
+    assert world.notes.sent.count("WATCHDOG=1") >= 3
+    release = threading.Event()
+
+    def wedged(*args: Any, **kwargs: Any) -> ProbeResult:
+        release.wait(30)  # a probe that never returns: the health loop makes no progress
+        return ProbeResult(Outcome.OK, 0.001, 176)
+
+    monkeypatch.setattr(sup, "probe_handshake", wedged)
+    drain(5)  # longer than interval + 2 timeouts + 2 ticks
+    pings = world.notes.sent.count("WATCHDOG=1")
+    drain(1)
+    release.set()
+    assert world.notes.sent.count("WATCHDOG=1") == pings  # systemd will restart ibgwd
