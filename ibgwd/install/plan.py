@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from ibgwd.errors import IbgwdError
+from ibgwd.errors import EX_NOPERM, IbgwdError, InstallError
 
 DEFAULT_PREFIX = "/opt/ibgwd"
 CURRENT = "current"
@@ -31,6 +31,33 @@ class UsageError(IbgwdError):
 
     exit_code = 64
     dbus_name = "InvalidArgument"
+
+
+class UnverifiedError(InstallError):
+    """A download has no checksum to compare with, and --allow-unverified was not given."""
+
+    exit_code = EX_NOPERM
+
+
+class Arch(enum.Enum):
+    """IB's installer flavours, by the name part IB uses (``-linux-x64.sh``, ``-linux-arm.sh``)."""
+
+    X64 = "x64"
+    ARM = "arm"
+
+
+_MACHINES = {"x86_64": Arch.X64, "amd64": Arch.X64, "aarch64": Arch.ARM, "arm64": Arch.ARM}
+
+
+def arch_for_machine(machine: str) -> Arch:
+    """The installer for ``uname -m``; IB publishes x86_64 and aarch64 (64-bit ARM) builds."""
+    arch = _MACHINES.get(machine.lower())
+    if arch is None:
+        raise UsageError(
+            f"this machine is {machine!r} (uname -m); IB publishes IB Gateway installers for "
+            "x86_64 (--arch x64) and aarch64 (--arch arm) only"
+        )
+    return arch
 
 
 class Channel(enum.Enum):
@@ -91,7 +118,7 @@ class Source:
     """Where one component comes from and what its checksum must be (None: not pinned)."""
 
     component: Component
-    version: str
+    version: str | None  # None: read from the downloaded installer
     url: str | None  # None when installing from a local file
     local_path: str | None
     expected_sha256: str | None
@@ -102,9 +129,9 @@ class Source:
         return self.local_path if self.local_path is not None else str(self.url)
 
 
-def gateway_installer_url(channel: Channel) -> str:
+def gateway_installer_url(channel: Channel, arch: Arch = Arch.X64) -> str:
     c = channel.value
-    return f"{IB_BASE_URL}/{c}-standalone/ibgateway-{c}-standalone-linux-x64.sh"
+    return f"{IB_BASE_URL}/{c}-standalone/ibgateway-{c}-standalone-linux-{arch.value}.sh"
 
 
 def gateway_version_url(channel: Channel) -> str:

@@ -104,8 +104,10 @@ def converge(
     """Compare desired and observed units.
 
     `wanted` must run; `optional` (relays, which start only once the API answers) are adopted
-    when they run as desired and stopped when they run from another spec, never started here.
-    Units that are not alive (failed, inactive but not yet collected) are not adopted.
+    when they run as desired *and* their gateway's IBC unit is adopted too (a relay in front of
+    a Gateway that starts again would accept clients and drop them); otherwise a running one is
+    stopped. They are never started here. Units that are not alive (failed, inactive but not yet
+    collected) are not adopted.
     """
     seen = {o.name: o for o in observed}
     adopt: list[UnitSpec] = []
@@ -117,7 +119,9 @@ def converge(
         known.add(unit_spec.name)
         o = seen.get(unit_spec.name)
         required = unit_spec.component in wanted
-        if o is not None and o.alive and o.digest == spec_digest(unit_spec, key):
+        behind = "ibc-" + unit_spec.component.removeprefix("relay-")
+        gateway_kept = required or any(a.component == behind for a in adopt)
+        if o is not None and o.alive and o.digest == spec_digest(unit_spec, key) and gateway_kept:
             adopt.append(unit_spec)
         elif o is not None and o.alive:
             if required:

@@ -433,6 +433,7 @@ class Supervisor:
             gateway = self._gateways.get(mode)
             if gateway:
                 gateway.health = health.started(gateway.health, self._clock())
+                self._publish()  # STATUS "waiting for login" as soon as IBC is launched
         return job
 
     def _hook(self, stage: Stage) -> UnitSpec | None:

@@ -159,6 +159,10 @@ def test_reconnect_before_ready_is_refused_and_the_gateway_keeps_running(box: Bo
         for method in ("ReconnectData", "ReconnectAccount"):
             r = kit.call(box, method, "s", "paper")
             assert r.returncode != 0 and "not ready" in r.stderr, (method, r.stdout, r.stderr)
+        # Nor a soft restart: before login IBC acknowledges RESTART and does nothing
+        # (RestartTask.java:58-125), so ibgwd says so instead of pretending.
+        r = kit.call(box, "Restart", "sb", "paper", "false")
+        assert r.returncode != 0 and "not logged in" in r.stderr, (r.stdout, r.stderr)
         time.sleep(2)
         assert int(stack.show(box, kit.IBC, "MainPID")) == pid
         assert kit.count(box, "exit") == 0

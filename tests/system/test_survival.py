@@ -264,3 +264,37 @@ def test_dual_reload_changing_both_config_ini_restarts_each_ibc_once(box: Box) -
     assert "event=reloaded changed=ibc-live,ibc-paper" in journal
     for port in (4003, 4004):
         assert stack.ib_async_client(box, port).ok
+
+
+def test_restart_with_a_mode_switched_off_stops_its_units_and_converges_the_rest(
+    box: Box,
+) -> None:
+    """Convergence on start: TRADING_MODE both -> paper across a restart of ibgwd. The live
+    gateway's units no longer belong and are stopped; the display is adopted; the paper gateway
+    now has another settings directory (its spec differs), so it is replaced, and its relay is
+    not adopted in front of a Gateway that logs in again (clients are refused meanwhile)."""
+    settings = stack.base_settings() | {"TRADING_MODE": "both"}
+    stack.install(box, settings)
+    stack.start(box)
+    paper_relay = "ibgwd-default-relay-paper.service"
+    live = ("ibgwd-default-ibc-live.service", "ibgwd-default-relay-live.service")
+    stack.wait_for(
+        lambda: all(stack.show(box, u, "ActiveState") == "active" for u in (paper_relay, *live)),
+        30,
+        "both relays",
+    )
+    display = stack.show(box, CHILDREN[0], "MainPID")
+    relay = stack.show(box, paper_relay, "MainPID")
+    stack.write_conf(box, "/etc/ibgwd/ibgwd.conf", settings | {"TRADING_MODE": "paper"})
+    box.run("systemctl", "restart", UNIT, timeout=120)
+    stack.wait_for(lambda: ready(box), 60, "ready in paper mode")
+    for unit in live:
+        assert stack.show(box, unit, "ActiveState") in ("inactive", ""), unit
+    assert stack.show(box, CHILDREN[0], "MainPID") == display
+    stack.wait_for(lambda: stack.show(box, paper_relay, "ActiveState") == "active", 30, "relay")
+    assert stack.show(box, paper_relay, "MainPID") != relay
+    journal = box.journal(UNIT)
+    assert "event=leftover_unit unit=ibgwd-default-ibc-live.service action=stop" in journal
+    assert "event=unit_differs unit=ibgwd-default-ibc-paper.service action=replace" in journal
+    assert f"event=leftover_unit unit={paper_relay} action=stop" in journal
+    assert stack.ib_async_client(box, RELAY_PORT).ok

@@ -75,8 +75,9 @@ class RecordingController:
         self._call("reload")
         return list(self.restarted)
 
-    def restart(self, hard: bool, mode: str) -> None:
+    def restart(self, hard: bool, mode: str) -> str:
         self._call("restart", hard, mode)
+        return f"{mode or 'all'}: {'hard' if hard else 'soft'} restart"
 
     def reconnect(self, what: str, mode: str) -> None:
         self._call("reconnect", what, mode)

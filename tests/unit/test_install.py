@@ -15,10 +15,19 @@ import pytest
 from ibgwd.errors import InstallError
 from ibgwd.install import ChecksumError, Component, DownloadError, Layout, current_version, main
 from ibgwd.install import run as install_run
-from ibgwd.install.fetch import NotFoundError
+from ibgwd.install.fetch import NotFoundError, TtyProgress, format_progress
+from ibgwd.install.installer import (
+    NotAnInstallerError,
+    read_version,
+    sfx_length,
+    version_from_params,
+)
 from ibgwd.install.plan import (
+    Arch,
     Channel,
+    UnverifiedError,
     UsageError,
+    arch_for_machine,
     check_prefix,
     check_sha256,
     check_version,
@@ -29,7 +38,8 @@ from ibgwd.install.plan import (
     parse_gateway_version_json,
     version_from_filename,
 )
-from ibgwd.install.transaction import NoHooks
+from ibgwd.install.runner import harden_tree
+from ibgwd.install.transaction import NoHooks, check_prefix_safe, extract_ibc
 
 # --- fakes -----------------------------------------------------------------------------------
 
@@ -68,7 +78,7 @@ class FakeFetcher:
     def read_text(self, url: str) -> str:
         return self._get(url).decode()
 
-    def download(self, url: str, dest: BinaryIO) -> None:
+    def download(self, url: str, dest: BinaryIO, progress: object = None) -> None:
         dest.write(self._get(url))
 
 
@@ -246,7 +256,7 @@ def test_install_from_local_files_lays_out_versions_and_points_current(
     assert os.access(ibcstart, os.X_OK)
     assert oct(gw.stat().st_mode & 0o777) == "0o755"
     assert "TWS_PATH=" + str(prefix) in out and "IBC_PATH=" + str(prefix / "ibc/current") in out
-    assert runner.calls[0][1].parent.name.startswith(".staging-")
+    assert runner.calls[0][1].parent.parent.name.startswith(".staging-")
     assert leftovers(prefix) == []
 
 
@@ -453,6 +463,7 @@ def test_current_that_is_a_real_directory_is_not_clobbered(files: dict[str, Path
 # --- downloads (fake fetcher: these machines cannot reach IB or GitHub) ----------------------
 
 VERSION_URL = gateway_version_url(Channel.STABLE)
+DOWNLOAD = ["--arch", "x64"]  # the same on every CI machine
 LATEST_API = "https://api.github.com/repos/IbcAlpha/IBC/releases/latest"
 
 
@@ -475,28 +486,82 @@ def test_download_uses_channel_version_and_latest_ibc_with_published_checksum(
     p = pages()
     p = pages(sha(p[ibc_zip_url("3.24.2")]))
     fetcher = FakeFetcher(p)
-    out = do(["--prefix", str(tmp_path / "opt")], fetcher=fetcher)
+    out = do([*DOWNLOAD, "--allow-unverified", "--prefix", str(tmp_path / "opt")], fetcher=fetcher)
     assert os.readlink(tmp_path / "opt" / "ibgateway" / "current") == "10.37.1o"
     assert os.readlink(tmp_path / "opt" / "ibc" / "current") == "3.24.2"
     assert "IBC 3.24.2: " in out and "(verified)" in out
-    assert "IB Gateway 10.37.1o: " in out and "(unverified)" in out  # IB publishes no checksum
+    assert "IB Gateway 10.37.1o: " in out and "(not verified)" in out  # IB publishes none
     assert all(url.startswith("https://") for url in fetcher.asked)
+
+
+def test_unpinned_gateway_download_is_refused_before_anything_is_fetched(tmp_path: Path) -> None:
+    fetcher = FakeFetcher(pages())
+    with pytest.raises(UnverifiedError, match=r"IB publishes no checksum.*--allow-unverified"):
+        do([*DOWNLOAD, "--prefix", str(tmp_path / "opt")], fetcher=fetcher)
+    assert fetcher.asked == []
+    assert not (tmp_path / "opt").exists()
+
+
+def test_pinned_gateway_download_is_verified(tmp_path: Path) -> None:
+    p = pages()
+    p = pages(sha(p[ibc_zip_url("3.24.2")]))
+    pin = sha(p[gateway_installer_url(Channel.STABLE)])
+    out = do(
+        [*DOWNLOAD, "--sha256", pin, "--prefix", str(tmp_path / "opt")], fetcher=FakeFetcher(p)
+    )
+    assert "IB Gateway 10.37.1o: " in out and "(not verified)" not in out
+
+
+def test_ibc_download_without_a_published_checksum_is_refused(tmp_path: Path) -> None:
+    p = pages()  # no .sha256 next to the IBC release
+    pin = sha(p[gateway_installer_url(Channel.STABLE)])
+    with pytest.raises(UnverifiedError, match=r"IBC: refusing .*\.sha256 was not found"):
+        do([*DOWNLOAD, "--sha256", pin, "--prefix", str(tmp_path / "opt")], fetcher=FakeFetcher(p))
+    assert os.listdir(tmp_path / "opt" / "ibgateway") == []
+
+
+def test_installer_for_arm_is_chosen_on_aarch64() -> None:
+    assert arch_for_machine("aarch64") is Arch.ARM and arch_for_machine("x86_64") is Arch.X64
+    assert gateway_installer_url(Channel.STABLE, Arch.ARM).endswith(
+        "/stable-standalone/ibgateway-stable-standalone-linux-arm.sh"
+    )
+    with pytest.raises(UsageError, match=r"'riscv64'.*x86_64 .*aarch64"):
+        arch_for_machine("riscv64")
+
+
+def test_download_on_aarch64_fetches_ibs_arm_installer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    p = pages()
+    p[gateway_installer_url(Channel.STABLE, Arch.ARM)] = b"#!/bin/sh\n# arm\n"
+    p = {**p, ibc_zip_url("3.24.2") + ".sha256": sha(p[ibc_zip_url("3.24.2")]).encode()}
+    fetcher = FakeFetcher(p)
+    do(["--allow-unverified", "--prefix", str(tmp_path / "opt")], fetcher=fetcher)
+    assert gateway_installer_url(Channel.STABLE, Arch.ARM) in fetcher.asked
+    assert gateway_installer_url(Channel.STABLE, Arch.X64) not in fetcher.asked
 
 
 def test_download_with_wrong_published_ibc_checksum_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ChecksumError, match=r"IBC 3.24.2: sha256 mismatch"):
-        do(["--prefix", str(tmp_path / "opt")], fetcher=FakeFetcher(pages("1" * 64)))
+        do(
+            [*DOWNLOAD, "--allow-unverified", "--prefix", str(tmp_path / "opt")],
+            fetcher=FakeFetcher(pages("1" * 64)),
+        )
     assert os.listdir(tmp_path / "opt" / "ibgateway") == []
 
 
 def test_download_of_a_version_the_channel_does_not_serve_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"--version: '10.19.1a' .*stable is at 10.37.1o"):
-        do(["--version", "10.19.1a", "--prefix", str(tmp_path)], fetcher=FakeFetcher(pages()))
+        do(
+            [*DOWNLOAD, "--allow-unverified", "--version", "10.19.1a", "--prefix", str(tmp_path)],
+            fetcher=FakeFetcher(pages()),
+        )
 
 
 def test_unreachable_version_json_is_a_download_error(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match=r"version.json"):
-        do(["--prefix", str(tmp_path)], fetcher=FakeFetcher({}))
+        do([*DOWNLOAD, "--allow-unverified", "--prefix", str(tmp_path)], fetcher=FakeFetcher({}))
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -513,3 +578,227 @@ def test_unknown_channel_exits_64_naming_the_accepted_values(
 def test_missing_local_file_exits_64(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--from", str(tmp_path / "nope.sh"), "--prefix", str(tmp_path)]) == 64
     assert "--from" in capsys.readouterr().err
+
+
+# --- the installer's own version (install4j's i4jparams.conf) --------------------------------
+
+
+def test_version_is_read_from_the_installer_the_readme_names(tmp_path: Path) -> None:
+    """IB's download is named ibgateway-stable-standalone-linux-x64.sh: no version in the name."""
+    from ib_installer import build_installer
+
+    inst = build_installer(
+        tmp_path / "ibgateway-stable-standalone-linux-x64.sh", "10.37.1o", simulated=False
+    )
+    assert read_version(inst) == "10.37.1o"
+    z = tmp_path / "IBCLinux-3.24.1.zip"
+    z.write_bytes(ibc_zip_bytes("3.24.1"))
+    prefix = tmp_path / "opt"
+    do(["--from", str(inst), "--ibc-from", str(z), "--prefix", str(prefix)])
+    assert os.readlink(prefix / "ibgateway" / "current") == "10.37.1o"
+
+
+def test_buildinfo_wins_and_sys_version_is_the_fallback() -> None:
+    text = '<variable name="buildInfo" value="Build 10.30.1t, Nov 4, 2024 3:10:55 PM" />'
+    assert version_from_params(text) == "10.30.1t"
+    assert version_from_params('<variable name="sys.version" value="10.19.2a"/>') == "10.19.2a"
+    with pytest.raises(NotAnInstallerError):
+        version_from_params("<config/>")
+
+
+def test_a_script_that_is_not_an_installer_says_what_to_pass(tmp_path: Path) -> None:
+    inst = tmp_path / "ibgateway-stable-standalone-linux-x64.sh"
+    inst.write_bytes(b"#!/bin/sh\necho hello\n")
+    with pytest.raises(NotAnInstallerError, match="tail -c N"):
+        read_version(inst)
+    z = tmp_path / "IBCLinux-3.20.0.zip"
+    z.write_bytes(ibc_zip_bytes("3.20.0"))
+    with pytest.raises(UsageError, match=r"--version is required .* e\.g\. --version 10\.37\.1o"):
+        do(["--from", str(inst), "--ibc-from", str(z), "--prefix", str(tmp_path / "opt")])
+    assert sfx_length(
+        b'#!/bin/sh\ntail -c 2933291 "$prg_dir/${progname}" > sfx_archive.tar.gz\n'
+    ) == (2933291)
+
+
+# --- what root does with what the installer wrote --------------------------------------------
+
+
+class PlantingRunner(FakeRunner):
+    """A hostile installer: leaves the given extra entries in its tree."""
+
+    def __init__(self, plant: str) -> None:
+        super().__init__()
+        self.plant = plant
+
+    def run(self, installer: Path, target: Path) -> None:
+        super().run(installer, target)
+        if self.plant == "link-out":
+            (target / "jars" / "evil.jar").symlink_to("/etc/shadow")
+        elif self.plant == "link-up":
+            (target / "jars" / "evil").symlink_to("../../../../etc")
+        elif self.plant == "hardlink":
+            os.link(target / "ibgateway.vmoptions", target / "copy.vmoptions")
+        elif self.plant == "fifo":
+            os.mkfifo(target / "pipe")
+
+
+@pytest.mark.parametrize("plant", ["link-out", "link-up", "hardlink", "fifo"])
+def test_links_out_hard_links_and_special_files_from_the_installer_are_refused(
+    files: dict[str, Path], plant: str
+) -> None:
+    with pytest.raises(InstallError, match="nothing was installed"):
+        do(local(files), runner=PlantingRunner(plant))
+    assert os.listdir(files["prefix"] / "ibgateway") == []
+
+
+def test_harden_tree_makes_everything_roots_and_masks_modes(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    os.chmod(tree / "sub", 0o3777)
+    (tree / "sub" / "suid").write_text("x")
+    os.chmod(tree / "sub" / "suid", 0o6777)
+    (tree / "sub" / "inside").symlink_to("suid")
+    os.chown(tree / "sub" / "suid", 65534, 65534)
+    os.lchown(tree / "sub" / "inside", 65534, 65534)
+    assert harden_tree(tree) == 3
+    assert oct(os.stat(tree / "sub").st_mode & 0o7777) == "0o755"
+    st = os.stat(tree / "sub" / "suid")
+    assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == ("0o755", 0, 0)
+    assert os.lstat(tree / "sub" / "inside").st_uid == 0
+
+
+def test_ibc_zip_modes_are_masked(tmp_path: Path) -> None:
+    z = tmp_path / "IBCLinux-3.20.0.zip"
+    with zipfile.ZipFile(z, "w") as archive:
+        for name, mode in [("scripts/ibcstart.sh", 0o4777), ("IBC.jar", 0o2666), ("x", 0o1000)]:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            archive.writestr(info, "x")
+    extract_ibc(z, tmp_path / "out")
+    modes = {p.name: oct(p.stat().st_mode & 0o7777) for p in (tmp_path / "out").rglob("*")}
+    assert modes == {"scripts": "0o755", "ibcstart.sh": "0o755", "IBC.jar": "0o644", "x": "0o644"}
+
+
+def test_prefix_that_another_user_can_write_is_refused(files: dict[str, Path]) -> None:
+    parent = files["prefix"].parent / "theirs"
+    parent.mkdir()
+    os.chown(parent, 65534, 65534)
+    with pytest.raises(InstallError, match=r"can be changed by a user other than root"):
+        do([*local(files)[:4], "--prefix", str(parent / "opt")])
+    assert not (parent / "opt").exists()
+    world = files["prefix"].parent / "world"
+    world.mkdir(mode=0o777)
+    os.chmod(world, 0o777)
+    with pytest.raises(InstallError, match=r"mode 777"):
+        check_prefix_safe(world / "opt")
+
+
+def test_prefix_below_a_sticky_directory_via_a_root_owned_entry_is_accepted(
+    tmp_path: Path,
+) -> None:
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    (sticky / "mine").mkdir()
+    check_prefix_safe(sticky / "mine" / "opt")  # no error: others cannot replace "mine"
+
+
+def test_lock_file_planted_as_a_symlink_is_not_followed(files: dict[str, Path]) -> None:
+    victim = files["prefix"].parent / "victim"
+    victim.write_text("keep")
+    files["prefix"].mkdir()
+    (files["prefix"] / ".install.lock").symlink_to(victim)
+    with pytest.raises(InstallError):
+        do(local(files))
+    assert victim.read_text() == "keep"
+
+
+# --- list and rollback -----------------------------------------------------------------------
+
+
+def test_list_and_use_roll_back_to_an_installed_version(files: dict[str, Path]) -> None:
+    do(local(files))
+    do(local(files, "gw2", "ibc2"))
+    prefix = ["--prefix", str(files["prefix"])]
+    listed = do(["--list", *prefix])
+    assert "  10.30.1t\n* 10.37.1o  (current)\n" in listed
+    assert "  3.20.0\n* 3.24.2  (current)\n" in listed
+    out = do(["--use", "10.30.1t", "--ibc-use", "3.20.0", *prefix])
+    assert "IB Gateway: current -> 10.30.1t (was 10.37.1o)" in out
+    assert "systemctl restart ibgwd 'ibgwd@*'" in out and "2FA" in out
+    assert os.readlink(files["prefix"] / "ibgateway" / "current") == "10.30.1t"
+    assert os.readlink(files["prefix"] / "ibc" / "current") == "3.20.0"
+    with pytest.raises(InstallError, match=r"10\.1\.1 is not installed .*installed: 10\.30\.1t, "):
+        do(["--use", "10.1.1", *prefix])
+    with pytest.raises(InstallError, match=r"IBC 9\.9 is not installed"):
+        do(["--use", "10.37.1o", "--ibc-use", "9.9", *prefix])
+    assert os.readlink(files["prefix"] / "ibgateway" / "current") == "10.30.1t"  # unchanged
+    with pytest.raises(UsageError, match="do not install"):
+        do(["--use", "10.30.1t", "--from", str(files["gw1"]), *prefix])
+
+
+def test_progress_line_shows_size_rate_and_time_left() -> None:
+    line = format_progress(50 << 20, 200 << 20, 10.0)
+    assert line == "50.0 MiB of 200.0 MiB (25 %), 5.0 MiB/s, 30 s left"
+    assert format_progress(3 << 20, None, 1.0) == "3.0 MiB, 3.0 MiB/s"
+
+
+def test_progress_is_drawn_on_a_terminal_only() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        p = TtyProgress("downloading x.sh", stream)
+        p(1 << 20, 2 << 20)
+        p(2 << 20, 2 << 20)
+        p.finish()
+    assert pipe.getvalue() == ""
+    lines = tty.getvalue()
+    assert lines.startswith("\r\x1b[Kdownloading x.sh: 1.0 MiB of 2.0 MiB (50 %)")
+    assert "2.0 MiB of 2.0 MiB (100 %)" in lines and lines.endswith("\n")
+
+
+def test_installing_needs_root_listing_does_not(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["--from", "x.sh", "--prefix", str(tmp_path)]) == 77
+    assert "must run as root" in capsys.readouterr().err
+    assert main(["--list", "--prefix", str(tmp_path)]) == 0
+    assert "(none installed)" in capsys.readouterr().out
+
+
+def test_downloaded_installer_of_another_version_than_announced_is_refused(
+    tmp_path: Path,
+) -> None:
+    from ib_installer import build_installer
+
+    inst = build_installer(tmp_path / "x.sh", "10.38.1a", simulated=False)  # version.json: 10.37.1o
+    p = pages()
+    p[gateway_installer_url(Channel.STABLE)] = inst.read_bytes()
+    p[ibc_zip_url("3.24.2") + ".sha256"] = sha(p[ibc_zip_url("3.24.2")]).encode()
+    with pytest.raises(
+        InstallError, match=r"is IB Gateway 10\.38\.1a, not 10\.37\.1o as announced"
+    ):
+        do(
+            [*DOWNLOAD, "--allow-unverified", "--prefix", str(tmp_path / "opt")],
+            fetcher=FakeFetcher(p),
+        )
+    assert os.listdir(tmp_path / "opt" / "ibgateway") == []
+
+
+def test_a_component_directory_another_user_can_write_is_refused(files: dict[str, Path]) -> None:
+    """A migrated layout where ibgateway/ belongs to the Gateway's user: it could plant an
+    .old-* directory that the clean-up of an interrupted run would rename into a version."""
+    do(local(files))
+    root = files["prefix"] / "ibgateway"
+    os.chown(root, 65534, 65534)
+    planted = root / ".old-0123abcd-10.37.1o"
+    planted.mkdir()
+    with pytest.raises(InstallError, match=r"ibgateway must be a directory that only root can"):
+        do(local(files, "gw2", "ibc2"))
+    assert not (root / "10.37.1o").exists() and planted.exists()
+    with pytest.raises(InstallError, match="only root can write"):
+        do(["--use", "10.30.1t", "--prefix", str(files["prefix"])])

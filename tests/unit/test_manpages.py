@@ -75,6 +75,6 @@ def test_every_install_gateway_option_is_documented_in_ibgwd_8() -> None:
         for o in action.option_strings
         if o.startswith("--") and o != "--help"
     ]
-    assert len(options) == 9
+    assert len(options) == 15
     for option in options:
         assert option in page, f"ibgwd.8 does not document install-gateway {option}"

@@ -166,8 +166,14 @@ class World:
     commands: list[tuple[int, str]]
     tmp: Path
     settings_env: dict[str, str]
+    ignore_pause: bool = False  # IBC acknowledges PAUSE but the Gateway never shuts down
 
-    def make(self, env: dict[str, str] | None = None, watchdog_s: float = 0) -> sup.Supervisor:
+    def make(
+        self,
+        env: dict[str, str] | None = None,
+        watchdog_s: float = 0,
+        wallclock: Callable[[], float] = time.time,
+    ) -> sup.Supervisor:
         env = env or self.settings_env
         settings = load(env, self.tmp)
         return sup.Supervisor(
@@ -181,6 +187,7 @@ class World:
             executor=ThreadPoolExecutor(2),
             digest_key=KEY,
             watchdog_s=watchdog_s,
+            wallclock=wallclock,
         )
 
 
@@ -214,7 +221,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     def command(host: str, port: int, cmd: str, timeout: float) -> str:
         """IBC's command server: STOP and PAUSE end the IBC unit a moment later."""
         commands.append((port, cmd))
-        if cmd in ("STOP", "PAUSE"):
+        if cmd == "STOP" or (cmd == "PAUSE" and not w.ignore_pause):
             mode = next(
                 g.mode.value for g in load(DUAL_ENV, tmp_path).gateways if g.command_port == port
             )
@@ -225,11 +232,12 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
         return "OK"
 
     units = FakeUnits()
+    w = World(units, FakeFiles(), Notes(), probes, commands, tmp_path, BASE_ENV | LIVE | FAST)
     monkeypatch.setattr(sup, "probe_full", probe("full"))
     monkeypatch.setattr(sup, "probe_handshake", probe("handshake"))
     monkeypatch.setattr(sup, "send_command", command)
     monkeypatch.setattr(sup, "JournalFollower", FakeFollower)
-    return World(units, FakeFiles(), Notes(), probes, commands, tmp_path, BASE_ENV | LIVE | FAST)
+    return w
 
 
 def ready(s: sup.Supervisor) -> bool:
@@ -273,6 +281,7 @@ def test_adoption_replaces_only_what_differs_and_stops_leftovers(world: World) -
     first.stop(StopKind.DETACH)
     ibc_live = world.units.units["ibgwd-default-ibc-live.service"].pid
     display = world.units.units["ibgwd-default-display.service"].pid
+    relays = {m: world.units.units[NAMES.unit("relay", m)].pid for m in ("live", "paper")}
 
     world.files.digests = {"ibc-paper": "new config.ini"}  # only paper's config changed
     world.settings_env = DUAL_ENV | FAST
@@ -282,6 +291,10 @@ def test_adoption_replaces_only_what_differs_and_stops_leftovers(world: World) -
     assert world.units.units["ibgwd-default-ibc-live.service"].pid == ibc_live
     assert world.units.units["ibgwd-default-display.service"].pid == display
     assert world.units.started("ibc-paper") == 2 and world.units.started("ibc-live") == 1
+    # The relay in front of the restarted Gateway was stopped (it would accept and drop clients
+    # while the Gateway logs in) and started again once the API answered; the other was kept.
+    assert world.units.units["ibgwd-default-relay-live.service"].pid == relays["live"]
+    assert world.units.units["ibgwd-default-relay-paper.service"].pid != relays["paper"]
 
     # A mode switched off while ibgwd was down: its units are leftovers and get stopped.
     second.stop(StopKind.DETACH)
@@ -489,3 +502,20 @@ def test_watchdog_pings_only_while_probes_keep_completing(
     drain(1)
     release.set()
     assert world.notes.sent.count("WATCHDOG=1") == pings  # systemd will restart ibgwd
+
+
+def test_a_pause_that_does_not_end_the_gateway_in_time_falls_back_to_stop(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IBC acknowledged PAUSE but the Gateway is still up after the next minute + the bound."""
+    world.ignore_pause = True
+    monkeypatch.setattr(sup, "PAUSE_SHUTDOWN_S", 0.3)
+    before_minute = (time.time() // 60 + 1) * 60 - 0.2  # 0.2 s before a minute starts
+    s = world.make(wallclock=lambda: before_minute)
+    s.start()
+    run_until(lambda: ready(s))
+    done: list[bool] = []
+    s.stop(StopKind.PAUSE, done=lambda: done.append(True))
+    run_until(lambda: bool(done), 15)
+    assert [c for _p, c in world.commands] == ["PAUSE", "STOP"]
+    assert world.units.units == {}
