@@ -40,7 +40,7 @@ DEPENDS = [
     "systemd",
     "tzdata",  # TIME_ZONE is checked against the system tz database (zoneinfo)
 ]
-RECOMMENDS = ["x11vnc", "openssh-client", "python3-tk"]
+RECOMMENDS = ["x11vnc", "openssh-client", "python3-tk", "python3-xlib"]  # xlib: ibgwdctl screenshot
 PY = "./usr/lib/python3/dist-packages"
 EXPECTED_FILES = [
     "./lib/systemd/system/ibgwd.service",
