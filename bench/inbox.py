@@ -3,6 +3,9 @@
 poll PORT READYFILE [--after-failure]   ib_async client retrying until reqCurrentTime works
 mem UNIT...                             RSS/PSS summed over each unit's cgroup processes
 idle PID SECONDS                        CPU and voluntary wake-ups of PID (all threads)
+idleunits SECONDS UNIT...               the same summed over every process of each unit's cgroup
+outage PORT READYFILE STOPFILE          ib_async connect + reqCurrentTime every 50 ms until
+                                        STOPFILE exists: the windows during which it failed
 scrape URL N                            GET /metrics N times, latency percentiles
 scrapeloop URL HZ                       GET /metrics at HZ until killed
 """
@@ -135,6 +138,99 @@ def _main_vol(pid: int) -> int:
     return 0
 
 
+def _unit_sample(unit: str) -> dict[str, float]:
+    pids = _cgroup_pids(unit)
+    cpu = vol = inv = threads = 0
+    for pid in pids:
+        try:
+            cpu += _cpu_ns(pid)
+            v, i = _wakeups(pid)
+            vol, inv = vol + v, inv + i
+            threads += len(list(Path(f"/proc/{pid}/task").iterdir()))
+        except OSError:
+            continue
+    return {"cpu_ns": cpu, "vol": vol, "inv": inv, "threads": threads, "processes": len(pids)}
+
+
+def _unit_cpu_ns(unit: str) -> int:
+    import subprocess
+
+    out = subprocess.run(
+        ["systemctl", "show", "-P", "CPUUsageNSec", unit], capture_output=True, text=True
+    ).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def idleunits(seconds: float, units: list[str]) -> dict[str, object]:
+    """Side by side over the same window: CPU from the cgroup (every process, also those that
+    came and went) and from schedstat, wake-ups, threads, processes, RSS and PSS summed."""
+    before = {u: (_unit_sample(u), _unit_cpu_ns(u)) for u in units}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    span = time.monotonic() - t0
+    out: dict[str, object] = {}
+    memory = mem(units)
+    for u in units:
+        (b, bcg), a, acg = before[u], _unit_sample(u), _unit_cpu_ns(u)
+        m = memory[u]
+        assert isinstance(m, dict)
+        out[u] = {
+            "seconds": span,
+            "cgroup_cpu_percent": (acg - bcg) / 1e9 / span * 100,
+            "cpu_percent": (a["cpu_ns"] - b["cpu_ns"]) / 1e9 / span * 100,
+            "wakeups_per_s": (a["vol"] - b["vol"]) / span,
+            "involuntary_per_s": (a["inv"] - b["inv"]) / span,
+            "threads": a["threads"],
+            "processes": a["processes"],
+            "rss_kib": m["rss_kib"],
+            "pss_kib": m["pss_kib"],
+        }
+    return out
+
+
+def outage(port: int, readyfile: str, stopfile: str) -> dict[str, object]:
+    """A real client trying every 50 ms. A window runs from the start of the first failed
+    attempt to the end of the first attempt that worked again (the client got data)."""
+    import logging
+
+    from ib_async import IB
+
+    logging.disable(logging.CRITICAL)
+    Path(readyfile).write_text("armed")
+    windows: list[list[float]] = []
+    failing_since: float | None = None
+    attempts = failures = 0
+    while not Path(stopfile).exists():
+        attempts += 1
+        start = time.time()
+        ib = IB()
+        try:
+            ib.connect("127.0.0.1", port, clientId=60 + attempts % 30, timeout=2)
+            ib.reqCurrentTime()
+            ok = True
+        except Exception:  # refused, timeout, cut by a restart
+            ok = False
+        ib.disconnect()
+        end = time.time()
+        if not ok:
+            failures += 1
+            if failing_since is None:
+                failing_since = start
+        elif failing_since is not None:
+            windows.append([failing_since, end])
+            failing_since = None
+        time.sleep(0.05)
+    if failing_since is not None:
+        windows.append([failing_since, time.time()])
+    return {
+        "outage_s": sum(b - a for a, b in windows),
+        "windows": windows,
+        "attempts": attempts,
+        "failures": failures,
+        "recovered": failing_since is None,
+    }
+
+
 def _get(url: str) -> int:
     with urllib.request.urlopen(url, timeout=5) as response:
         return len(response.read())
@@ -176,6 +272,10 @@ def main(argv: list[str]) -> None:
         out = mem(args)
     elif cmd == "idle":
         out = idle(int(args[0]), float(args[1]))
+    elif cmd == "idleunits":
+        out = idleunits(float(args[0]), args[1:])
+    elif cmd == "outage":
+        out = outage(int(args[0]), args[1], args[2])
     elif cmd == "scrape":
         out = scrape(args[0], int(args[1]))
     elif cmd == "scrapeloop":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import socket
 import socketserver
 import threading
@@ -363,11 +364,61 @@ def _component_families(s: Status) -> Iterable[Metric]:
 # --- the Gateway JVM's process metrics ------------------------------------------------------
 
 
+def _stat(pid: int, proc: str) -> tuple[str, int] | None:
+    """(comm, resident pages) of a process from /proc/PID/stat; None if it is gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            stat = f.read()
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        return comm, int(stat[stat.rindex(")") + 2 :].split()[21])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid: int, proc: str) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"{proc}/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"{proc}/{pid}/task/{tid}/children", encoding="ascii") as f:
+                out += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def gateway_jvm(launcher: int, proc: str = "/proc") -> int | None:
+    """The Gateway's JVM among the descendants of IBC's launcher (the IBC unit's main process).
+
+    ibcstart.sh keeps running around Java (restart loop, forwarding SIGTERM), so the unit's main
+    process is the script, not the JVM. The JVM is the descendant named `java`; failing that (a
+    wrapper that renames it), the descendant with the largest resident set: the script's other
+    children are short helpers. None while no JVM runs, e.g. between IBC's relaunches."""
+    seen: set[int] = set()
+    todo = _children(launcher, proc)
+    found: list[tuple[bool, int, int]] = []  # (named java, resident pages, pid)
+    while todo:
+        pid = todo.pop()
+        if pid in seen or len(seen) > 1000:
+            continue
+        seen.add(pid)
+        stat = _stat(pid, proc)
+        if stat is not None:
+            found.append((stat[0] == "java", stat[1], pid))
+            todo += _children(pid, proc)
+    return max(found)[2] if found else None
+
+
 class GatewayProcessCollector(Collector):
     """`ibgateway_process_*{mode}` for each gateway JVM, via prometheus_client's ProcessCollector.
 
-    ProcessCollector reads one pid and has no labels, so this runs one per mode and adds the
-    `mode` label. A mode without a pid (not running) simply has no series.
+    ``pids`` gives each mode's IBC launcher (the IBC unit's MainPID); the JVM under it is looked
+    up at every scrape, since IBC relaunches Java under the same launcher. ProcessCollector reads
+    one pid and has no labels, so this runs one per mode and adds the `mode` label. A mode
+    without a running JVM simply has no series.
     """
 
     def __init__(self, pids: Callable[[], Mapping[str, int]], proc: str = "/proc") -> None:
@@ -376,8 +427,9 @@ class GatewayProcessCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         merged: dict[str, Metric] = {}
-        for mode, pid in sorted(self._pids().items()):
-            if pid <= 0:
+        for mode, launcher in sorted(self._pids().items()):
+            pid = gateway_jvm(launcher, self._proc) if launcher > 0 else None
+            if pid is None:
                 continue
             one = ProcessCollector(
                 namespace=GATEWAY_PROCESS_NAMESPACE,

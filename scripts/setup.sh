@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     # runtime (what the .deb depends on)
     python3 python3-dasbus python3-gi python3-sdnotify python3-jinja2 python3-prometheus-client
+    python3-systemd  # ibgwd reads IBC's journal in-process (sd-journal)
     xvfb x11vnc socat dbus systemd openssh-client tzdata
     # simulated gateway and its checks
     python3-tk python3-xlib x11-utils

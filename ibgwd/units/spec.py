@@ -134,6 +134,10 @@ def ibc_spec(
         success_exit_status=(143,),
         timeout_stop_s=30.0,
         read_write_paths=(gateway.settings_path, str(paths.home)),
+        # The start job ends once ibcstart.sh was exec'd (Type=simple ends at fork, before
+        # systemd set the process up): IBC_SCRIPTS run after IBC was launched, and a launcher
+        # that cannot be executed fails the start job instead of the unit later.
+        service_type="exec",
     )
 
 

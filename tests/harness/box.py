@@ -33,6 +33,21 @@ HOST_PYTHON = "/usr/bin/python3"  # Debian's; the pyenv python first in PATH lac
 BOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_NAME = 40
+# What the product installs or leaves behind: a box never sees the lower root's copy (a
+# root-owned /var/lib/ibgwd left on the host by `ibgwd render` made ibgwd time out in boxes).
+PRODUCT_STATE = (
+    "/etc/ibgwd",
+    "/etc/credstore/ibgwd",
+    "/var/lib/ibgwd",
+    "/var/cache/ibgwd",
+    "/var/log/ibgwd",
+    "/run/ibgwd",
+    "/etc/systemd/system/ibgwd.service",
+    "/etc/systemd/system/ibgwd@.service",
+    "/etc/systemd/system/ibgwd.service.d",
+    "/etc/systemd/system/ibgwd@.service.d",
+    "/etc/systemd/system/multi-user.target.wants/ibgwd.service",
+)
 # Time a state dir may exist without a launcher before gc treats it as an abandoned start.
 START_GRACE_S = 120.0
 
@@ -86,12 +101,13 @@ def alive(pid: int | None, started: int | None) -> bool:
 
 
 def cgroup_pids(cg: Path) -> list[int]:
-    """Every process in the cgroup subtree."""
+    """Every process in the cgroup subtree. Sub-cgroups come and go while this walks (a unit
+    stopping during teardown): one that vanished has no processes left to count."""
     pids: list[int] = []
-    for procs in cg.rglob("cgroup.procs"):
+    for dirpath, _dirs, _files in os.walk(cg, onerror=lambda _exc: None):
         try:
-            pids.extend(int(x) for x in procs.read_text().split())
-        except FileNotFoundError:
+            pids.extend(int(x) for x in Path(dirpath, "cgroup.procs").read_text().split())
+        except OSError:  # removed between the listing and the read
             continue
     return pids
 
@@ -243,6 +259,7 @@ class Box:
             "binds": binds,
             "unmask": unmask,
             "remove_policy_rc_d": remove_policy_rc_d,
+            "hide": list(PRODUCT_STATE),
         }
         Path(st.cgroup).mkdir()
         # The shell moves itself into the box cgroup BEFORE unshare, so that --cgroup makes that

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,6 +45,9 @@ def build_root(cfg: dict[str, object]) -> Path:
     r = mnt / "root"
     opts = f"lowerdir={lower},upperdir={mnt}/upper,workdir={mnt}/work"
     mount("-t", "overlay", "-o", opts, f"ibgwd-box-{name}", str(r))
+    hidden = cfg.get("hide", [])
+    assert isinstance(hidden, list)
+    hide(r, [str(h) for h in hidden])
 
     mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", f"{r}/proc")
     mount("--bind", f"{r}/proc/sys", f"{r}/proc/sys")  # no host sysctls from inside
@@ -85,6 +89,18 @@ def build_root(cfg: dict[str, object]) -> Path:
         if ro:
             mount("-o", "remount,bind,ro", str(target))
     return r
+
+
+def hide(r: Path, paths: list[str]) -> None:
+    """Remove ``paths`` from the box's view of the lower root: deleting through the overlay
+    writes whiteouts into the box's tmpfs layer, so the lower root (the host) keeps its copy.
+    The box then starts from the product's own clean state, whatever the host holds there."""
+    for p in paths:
+        target = r / p.lstrip("/")
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
 
 
 def configure(r: Path, cfg: dict[str, object]) -> None:

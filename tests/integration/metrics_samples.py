@@ -3,9 +3,10 @@ supervisor publishes snapshots (one reference, swapped whole)."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, replace
+
+import proctree
 
 from ibgwd.status import ComponentStatus, GatewayStatus, State, Status
 
@@ -57,7 +58,7 @@ def realistic_status(serial: int = 1, *, api_up: bool = True, restarts: int = 0)
         reload_failures_total=0,
         gateway_version="10.30",
         ibc_version="3.20.0",
-        gateway_pids={"live": os.getpid(), "paper": os.getpid()},
+        gateway_pids={"live": proctree.launcher(), "paper": proctree.launcher()},
     )
 
 

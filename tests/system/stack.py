@@ -7,7 +7,9 @@ packages are already visible inside; this only adds what a package install would
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -195,25 +197,143 @@ def ib_async_client(box: Box, port: int, client_id: int = 7, timeout: float = 10
     return ClientResult(bool(data.get("ok")), json.dumps(data))
 
 
-def assert_no_secret_leaks(box: Box, secrets: list[str]) -> None:
-    """No secret in any process's argv or environment, unit property, the journal or /metrics."""
-    leaks = box.run(
-        "/usr/bin/python3",
-        "-c",
-        "import os,sys\n"
-        "secrets=[s.encode() for s in sys.stdin.read().splitlines()]\n"
-        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-        "    for f in ('cmdline','environ'):\n"
-        "        try: data=open(f'/proc/{pid}/{f}','rb').read()\n"
-        "        except OSError: continue\n"
-        "        if any(s in data for s in secrets): print(pid, f)\n",
-        input="\n".join(secrets),  # not argv: the scanner's own cmdline is scanned too
-    ).stdout
-    assert leaks == ""
+LEAKSCAN = "/usr/local/lib/ibgwd-test/leakscan.py"
+LEAKSCAN_RUN = "/run/leakscan"  # root-only: the forms the sampler looks for, and its result
+LEAKSCAN_UNIT = "leakscan-sampler.service"
+# Where a world-readable copy of a secret must not be (IBC writes into the gateway user's home,
+# which is under /var/lib/ibgwd; it is added from passwd in case it moves).
+FILE_ROOTS = ("/etc", "/run", "/var", "/tmp", "/dev/shm")
+JAVA_SPECIAL = "\\=:#!"
+
+
+def secret_forms(secret: str) -> list[bytes]:
+    """The byte strings that give a secret away: the raw value (UTF-8 and, where it fits,
+    ISO-8859-1) and every way a java.util.Properties file (IBC's config.ini) can spell it:
+    specials `\\ = : # !` escaped, spaces escaped or not, non-ASCII as UTF-8, ISO-8859-1 or
+    \\uXXXX in either case. Also the longest run without such characters (at least 6 long),
+    which a value truncated or quoted differently still shows."""
+    forms = {secret.encode()}
+    with contextlib.suppress(UnicodeEncodeError):
+        forms.add(secret.encode("latin-1"))
+    for space in (" ", "\\ "):
+        for non_ascii in ("utf-8", "latin-1", "u", "U"):
+            out = b""
+            for ch in secret:
+                if ch in JAVA_SPECIAL:
+                    out += b"\\" + ch.encode()
+                elif ch == " ":
+                    out += space.encode()
+                elif ord(ch) < 128 or non_ascii == "utf-8":
+                    out += ch.encode()
+                elif non_ascii == "latin-1" and ord(ch) < 256:
+                    out += ch.encode("latin-1")
+                else:
+                    units = ch.encode("utf-16-be", "surrogatepass")
+                    for i in range(0, len(units), 2):
+                        code = f"{int.from_bytes(units[i : i + 2], 'big'):04x}"
+                        out += ("\\u" + (code.upper() if non_ascii == "U" else code)).encode()
+            forms.add(out)
+    runs = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else " " for c in secret)
+    longest = max(runs.split(), key=len, default="")
+    if len(longest) >= 6:
+        forms.add(longest.encode())
+    return sorted(forms)
+
+
+def _forms_text(secrets: list[str]) -> str:
+    return "".join(f"{form.hex()}\n" for s in secrets for form in secret_forms(s))
+
+
+def _install_leakscan(box: Box) -> None:
+    if not box.path(LEAKSCAN).exists():
+        box.copy_in(Path(__file__).with_name("leakscan.py"), LEAKSCAN)
+        box.run("chmod", "-R", "a+rX", str(Path(LEAKSCAN).parent))
+
+
+class SecretWatch:
+    """Samples every process's argv and environment in the box, continuously, from creation
+    (before `systemctl start`) until `assert_no_secret_leaks` stops it (after READY): hooks,
+    ExecStartPre scripts and other short-lived children are seen too, not one snapshot."""
+
+    def __init__(self, box: Box, secrets: list[str]) -> None:
+        self.box = box
+        self.secrets = secrets
+        _install_leakscan(box)
+        run = box.path(LEAKSCAN_RUN)
+        run.mkdir(mode=0o700, exist_ok=True)
+        forms = run / "forms"
+        forms.touch(mode=0o600)
+        forms.write_text(_forms_text(secrets))
+        box.run(
+            "systemd-run",
+            f"--unit={LEAKSCAN_UNIT}",
+            "--service-type=exec",
+            "/usr/bin/python3",
+            LEAKSCAN,
+            "sample",
+            f"{LEAKSCAN_RUN}/forms",
+            f"{LEAKSCAN_RUN}/result.json",
+        )
+        # the first sweep is done once the sampler has read /proc at least once
+        time.sleep(0.2)
+
+    def stop(self) -> dict[str, object]:
+        self.box.run("systemctl", "stop", LEAKSCAN_UNIT)
+        result = self.box.path(f"{LEAKSCAN_RUN}/result.json")
+        wait_for(result.exists, 10, "the secret sampler's result")
+        data: dict[str, object] = json.loads(result.read_text())
+        return data
+
+
+def assert_no_secret_leaks(box: Box, secrets: list[str], watch: SecretWatch | None = None) -> None:
+    """No secret, raw or escaped (secret_forms), in any process's argv or environment (sampled
+    continuously since `watch` began, and now), unit property, the journal (every field, binary
+    ones too), /metrics, or a file under FILE_ROOTS or the gateway user's home that an
+    unprivileged user can read."""
+    problems: list[str] = []
+    if watch is not None:
+        sampled = watch.stop()
+        if sampled["leaks"] or sampled["unreadable"] or not sampled["sweeps"]:
+            problems.append(f"processes sampled since the start: {sampled}")
+    _install_leakscan(box)
+    forms = _forms_text(secrets)
+    now = json.loads(
+        box.run("/usr/bin/python3", LEAKSCAN, "proc", "/dev/stdin", input=forms).stdout
+    )
+    if now["leaks"] or now["unreadable"]:
+        problems.append(f"processes now: {now}")
+    roots = list(FILE_ROOTS)
+    home = box.run("getent", "passwd", "ibgateway", check=False).stdout.split(":")
+    if len(home) > 5 and home[5]:
+        roots.append(home[5])
+    found = json.loads(
+        box.run(
+            "/usr/bin/python3", LEAKSCAN, "files", *roots, user="nobody", input=forms, timeout=120
+        ).stdout
+    )
+    if found["leaks"] or not found["scanned"]:
+        problems.append(f"world-readable files: {found}")
     units = box.run("systemctl", "list-units", "--all", "--plain", "--no-legend", "ibgwd*")
     shown = box.run("systemctl", "show", *[u.split()[0] for u in units.stdout.splitlines()])
-    journal = box.run("journalctl", "-b", "--no-pager", "-o", "verbose").stdout
-    for secret in secrets:
-        assert secret not in shown.stdout
-        assert secret not in journal
-        assert secret not in metrics(box)
+    journal = subprocess.run(
+        box.command("journalctl", "-b", "--no-pager", "-o", "export"),
+        env=box.environment(),
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    scraped = metrics(box)
+    for i, secret in enumerate(secrets):
+        for form in secret_forms(secret):
+            where = [
+                name
+                for name, text in (
+                    ("unit properties", shown.stdout.encode()),
+                    ("journal", journal),
+                    ("/metrics", scraped.encode()),
+                )
+                if form in text
+            ]
+            if where:
+                problems.append(f"secret #{i} (form {len(form)} bytes) in {', '.join(where)}")
+    assert not problems, "\n".join(problems)

@@ -34,9 +34,22 @@ def test_quick_benchmark_run_measures_every_part_and_writes_results(
     daemon = results["daemon"]
     for kind in ("start", "restart", "soft_restart"):
         assert daemon["ready"]["raw"][kind][0]["total_s"] is not None, kind
+    assert daemon["ready"]["raw"]["bare"][0]["total_s"] is not None  # the same-run baseline
     for kind in ("frozen", "killed"):
         assert daemon["failure"]["raw"][kind][0]["recovery_start_s"] is not None, kind
-    assert daemon["footprint"]["idle"]["rss_kib"] > 0
+        assert 0 <= daemon["failure"]["raw"][kind][0]["phase"] < 1, kind
+    week = daemon["continuity"]["week"]
+    kinds = {s["kind"] for s in week["steps"]}
+    assert kinds >= {"nightly_restart", "cold_restart", "ibgwd_restart", "upgrade"}, kinds
+    assert all(s["outage_s"] >= 0 for s in week["steps"])
+    assert week["recovered"] and week["full_logins_at_start"] == 1
+    assert week["restored_sessions"] >= 1  # the nightly restart kept the session
+    footprint = daemon["footprint"]
+    for part in ("idle", "floor_idle", "old_follower_idle"):
+        assert footprint[part]["rss_kib"] > 0, part
+    assert footprint["floor_scrape"]["n"] > 0
     assert all(s["ready"] == s["instances"] for s in daemon["scale"])
-    assert "| relay |" in (tmp_path / "latest.md").read_text()
+    text = (tmp_path / "latest.md").read_text()
+    assert "| relay |" in text
+    assert "## Verdicts" in text
     assert "| relay |" in r.stdout

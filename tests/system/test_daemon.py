@@ -180,10 +180,11 @@ def test_bad_setting_exits_78_names_the_setting_and_does_not_loop(box: Box) -> N
 def test_secrets_appear_in_no_argv_environment_journal_or_unit_property(box: Box) -> None:
     settings = stack.base_settings() | {"VNC_SERVER_PASSWORD": VNC_SECRET}
     stack.install(box, settings)
+    secrets = [stack.DEMO_PASSWORD, VNC_SECRET]
+    watch = stack.SecretWatch(box, secrets)  # every process from start to READY
     stack.start(box)
     stack.wait_for(lambda: stack.show(box, VNC, "ActiveState") == "active", 30, "VNC")
-    secrets = [stack.DEMO_PASSWORD, VNC_SECRET]
-    stack.assert_no_secret_leaks(box, secrets)
+    stack.assert_no_secret_leaks(box, secrets, watch)
     props = box.run(
         "busctl", "--system", "introspect", "org.ibgwd.Gateway1.default", "/org/ibgwd/Gateway1"
     ).stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -13,10 +14,17 @@ pytestmark = pytest.mark.system
 STATE = "/var/lib/ibgwd/default"
 LOG = f"{STATE}/home/hooks.log"
 
+# Each hook says what it saw either way, so a hook run too early shows as such, not as a timeout.
+# IBC_SCRIPTS run once IBC was launched: the IBC unit is Type=exec, so its start job (which
+# ibgwd waits for) ends only once ibcstart.sh was exec'd. "ibcstart" matches the launcher from
+# that exec on (/bin/sh .../scripts/ibcstart.sh, then the simulator's python -m
+# ibgwd_sim.ibcstart). The pattern used before, ibgwd_sim.ibcstart, matched only after the
+# launcher's second exec, and under Type=simple the job ended at fork, before any exec: on a
+# fresh (cold-cache) machine the hook could look before the launcher existed.
 HOOKS = {
     "start": 'pgrep -x Xvfb >/dev/null && echo "start: display up" || echo "start: no display"',
-    "x": 'xdpyinfo -display "$DISPLAY" >/dev/null && echo "x: display answers"',
-    "ibc": 'pgrep -f ibgwd_sim.ibcstart >/dev/null && echo "ibc: IBC launched"',
+    "x": 'xdpyinfo -display "$DISPLAY" >/dev/null && echo "x: display answers" || echo "x: no X"',
+    "ibc": 'pgrep -f ibcstart >/dev/null && echo "ibc: IBC launched" || echo "ibc: no IBC"',
 }
 
 
@@ -27,7 +35,7 @@ def test_hook_scripts_run_in_order_at_their_points_and_failures_do_not_stop_star
         d = box.path(f"{STATE}/hooks/{stage}")
         d.mkdir(parents=True)
         (d / "10-fail.sh").write_text("echo failing >&2; exit 3\n")
-        (d / "20-report.sh").write_text(f'{body} >> {LOG}\necho "$(id -un)" >> {LOG}\n')
+        (d / "20-report.sh").write_text(f'{{ {body}; }} >> {LOG}\necho "$(id -un)" >> {LOG}\n')
         box.run("chmod", "-R", "a+rX", f"{STATE}/hooks")
     settings = stack.base_settings() | {
         "START_SCRIPTS": "hooks/start",
@@ -50,6 +58,36 @@ def test_hook_scripts_run_in_order_at_their_points_and_failures_do_not_stop_star
     ]
     journal = box.run("journalctl", "-t", "ibgwd-default-hook-start", "--no-pager").stdout
     assert "10-fail.sh failed with status 3" in journal
+
+
+def test_ibc_hooks_wait_until_the_launcher_was_executed_even_when_its_setup_is_slow(
+    box: Box,
+) -> None:
+    """The race behind a fresh-machine failure of the test above, made deterministic: systemd
+    sets up the IBC unit's main process (sandbox, stdin) between fork and exec. Here its stdin
+    is a FIFO with no writer for 2 s, so that setup blocks; the hook must still see IBC."""
+    ibc = f"{STATE}/hooks/ibc"
+    box.path(ibc).mkdir(parents=True)
+    box.path(f"{ibc}/20-report.sh").write_text(f"{{ {HOOKS['ibc']}; }} >> {LOG}\n")
+    box.run("chmod", "-R", "a+rX", f"{STATE}/hooks")
+    stack.install(box, stack.base_settings() | {"IBC_SCRIPTS": "hooks/ibc"})
+    box.run("mkfifo", "-m", "0644", "/run/slow-stdin")
+    dropin = box.path("/etc/systemd/system/ibgwd-default-ibc-paper.service.d/slow.conf")
+    dropin.parent.mkdir(parents=True)
+    # ExecStartPre= emptied: it would block on the FIFO first (stdin is per unit)
+    dropin.write_text("[Service]\nExecStartPre=\nStandardInput=file:/run/slow-stdin\n")
+    box.run("systemctl", "daemon-reload")
+    writer = subprocess.Popen(
+        box.command("sh", "-c", "sleep 2; exec 3>/run/slow-stdin; sleep 120"),
+        env=box.environment(),
+    )
+    try:
+        stack.start(box)
+        stack.wait_for(lambda: box.path(LOG).exists(), 30, "the IBC hook")
+        assert box.path(LOG).read_text().splitlines() == ["ibc: IBC launched"]
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_both_modes_run_side_by_side_and_one_dying_does_not_hide_behind_the_other(

@@ -301,6 +301,7 @@ def test_encrypted_key_with_passphrase_forwards_api_and_vnc_and_leaks_no_secret(
     )
     stack.install(box, settings)
     setup_bastion(box, bastion, passphrase=PASSPHRASE)
+    watch = stack.SecretWatch(box, [PASSPHRASE, VNC_PASSWORD])  # ssh-add, askpass, ...
     stack.start(box)
     wait_ready(box)
     wait_client(box, bastion.remote_port)
@@ -314,7 +315,7 @@ def test_encrypted_key_with_passphrase_forwards_api_and_vnc_and_leaks_no_secret(
     assert names == {"ssh", "ssh-agent"}, names  # the key was unlocked through the agent
     mode = box.run("stat", "-c", "%a %U", "/run/ibgwd/default/ssh/passphrase").stdout.split()
     assert mode == ["600", "ibgateway"]
-    stack.assert_no_secret_leaks(box, [PASSPHRASE, VNC_PASSWORD])
+    stack.assert_no_secret_leaks(box, [PASSPHRASE, VNC_PASSWORD], watch)
 
 
 def test_bastion_restart_drops_the_tunnel_and_systemd_restores_it(box: Box) -> None:

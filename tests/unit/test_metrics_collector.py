@@ -1,15 +1,19 @@
 """The metrics collector: families built from a Status snapshot, probe histogram, JVM process
-metrics from a fake /proc, METRICS_ADDRESS parsing, and the pinned metric-name list."""
+metrics from a fake /proc and a real process tree, METRICS_ADDRESS parsing, and the pinned
+metric-name list."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import proctree
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
+from prometheus_client.metrics_core import Metric
 
 from ibgwd.errors import ConfigError
 from ibgwd.metrics import (
@@ -19,6 +23,7 @@ from ibgwd.metrics import (
     ProbeRecorder,
     StatusCollector,
     build_registry,
+    gateway_jvm,
     parse_metrics_address,
 )
 from ibgwd.status import ComponentStatus, GatewayStatus, State, Status
@@ -113,7 +118,7 @@ def test_info_metric_carries_versions_instance_name_and_trading_mode() -> None:
 
 
 def test_no_series_carries_an_instance_label() -> None:
-    r = build_registry(lambda: status(gateway_pids={"paper": os.getpid()}))
+    r = build_registry(lambda: status(gateway_pids={"paper": proctree.launcher()}))
     offending = [name for name, labels, _ in all_samples(r) if "instance" in labels]
     assert offending == []
 
@@ -264,8 +269,13 @@ def test_an_active_state_outside_the_known_set_is_still_exported() -> None:
 # --- the Gateway JVM ------------------------------------------------------------------------------
 
 
-def fake_proc(root: Path, pids: dict[int, tuple[int, int]]) -> Path:
-    """A /proc with btime and, per pid, stat (utime, rss pages), limits and two fds."""
+def fake_proc(
+    root: Path,
+    pids: dict[int, tuple[int, int]],
+    children: dict[int, list[int]] | None = None,
+    comm: dict[int, str] | None = None,
+) -> Path:
+    """A /proc with btime and, per pid, stat (utime, rss pages), limits, two fds and children."""
     root.mkdir(exist_ok=True)
     (root / "stat").write_text("cpu  1 2 3\nbtime 1700000000\n")
     for pid, (utime_ticks, rss_pages) in pids.items():
@@ -276,18 +286,38 @@ def fake_proc(root: Path, pids: dict[int, tuple[int, int]]) -> Path:
         # after "(comm)": state, 10 fields, utime, stime, 6 fields, starttime, vsize, rss
         fields = ["S", *["0"] * 10, str(utime_ticks), "0", *["0"] * 6, "500", "1048576"]
         fields.append(str(rss_pages))
-        (d / "stat").write_text(f"{pid} (java) " + " ".join(fields) + " 0 0 0\n")
+        name = (comm or {}).get(pid, "java")
+        (d / "stat").write_text(f"{pid} ({name}) " + " ".join(fields) + " 0 0 0\n")
         (d / "limits").write_text(
             "Limit                     Soft Limit           Hard Limit           Units\n"
             "Max open files            4096                 4096                 files\n"
         )
+        (d / "task" / str(pid)).mkdir(parents=True)
+        kids = (children or {}).get(pid, [])
+        (d / "task" / str(pid) / "children").write_text("".join(f"{k} " for k in kids))
     return root
 
 
-def test_gateway_jvm_process_metrics_are_labelled_by_mode(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path / "proc", {101: (100, 10), 202: (300, 20)})
+def test_gateway_jvm_process_metrics_describe_the_launchers_java_child_labelled_by_mode(
+    tmp_path: Path,
+) -> None:
+    # launchers 100 and 200 (IBC's script, the IBC unit's MainPID) run the JVMs 101 and 202;
+    # 200 also runs a short helper, 203, and the JVM 202 a child of its own, 204
+    proc = fake_proc(
+        tmp_path / "proc",
+        {
+            100: (7, 900),
+            101: (100, 10),
+            200: (7, 900),
+            202: (300, 20),
+            203: (1, 1),
+            204: (1, 2),
+        },
+        children={100: [101], 200: [203, 202], 202: [204]},
+        comm={100: "ibcstart.sh", 200: "ibcstart.sh", 203: "sleep", 204: "java-helper"},
+    )
     registry = CollectorRegistry()
-    registry.register(GatewayProcessCollector(lambda: {"live": 101, "paper": 202}, str(proc)))
+    registry.register(GatewayProcessCollector(lambda: {"live": 100, "paper": 200}, str(proc)))
     ticks = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     get = registry.get_sample_value
@@ -300,20 +330,60 @@ def test_gateway_jvm_process_metrics_are_labelled_by_mode(tmp_path: Path) -> Non
     assert start == 1700000000 + 500 / ticks
 
 
+def test_without_a_child_named_java_the_largest_descendant_is_the_jvm(tmp_path: Path) -> None:
+    proc = fake_proc(
+        tmp_path / "proc",
+        {1: (0, 900), 2: (0, 5), 3: (0, 70000)},
+        children={1: [2, 3]},
+        comm={1: "ibcstart.sh", 2: "sleep", 3: "python3"},
+    )
+    assert gateway_jvm(1, str(proc)) == 3
+
+
 @pytest.mark.parametrize(
-    "pids", [{}, {"paper": 0}, {"paper": 999_999}], ids=["no-pid", "pid-0", "vanished"]
+    "pids",
+    [{}, {"paper": 0}, {"paper": 999_999}, {"paper": 300}],
+    ids=["no-pid", "pid-0", "vanished", "launcher-without-jvm"],
 )
 def test_no_running_gateway_yields_no_process_series_and_no_error(
     tmp_path: Path, pids: dict[str, int]
 ) -> None:
-    proc = fake_proc(tmp_path / "proc", {})
+    proc = fake_proc(tmp_path / "proc", {300: (5, 900)}, comm={300: "ibcstart.sh"})
     registry = CollectorRegistry()
     registry.register(GatewayProcessCollector(lambda: pids, str(proc)))
     assert list(all_samples(registry)) == []
 
 
+def test_process_metrics_follow_a_real_process_tree_to_the_child() -> None:
+    """A real launcher (sh) with a real child: the series are the child's, not the launcher's,
+    and follow a new child when the launcher relaunches it (as IBC relaunches Java)."""
+    tree = proctree.Tree("exec sleep 3600")
+    try:
+        assert gateway_jvm(tree.launcher) == tree.child
+        registry = CollectorRegistry()
+        registry.register(GatewayProcessCollector(lambda: {"paper": tree.launcher}))
+        ours = ProcessCollector(pid=lambda: tree.child, registry=None).collect()
+        theirs = ProcessCollector(pid=lambda: tree.launcher, registry=None).collect()
+
+        def value(families: Iterable[Metric], name: str) -> float:
+            return next(s.value for f in families for s in f.samples if s.name == name)
+
+        name = "process_virtual_memory_bytes"
+        got = registry.get_sample_value(f"ibgateway_{name}", {"mode": "paper"})
+        assert got == value(ours, name)
+        assert got != value(theirs, name)  # sleep and sh differ in size
+        os.kill(tree.child, 9)
+        deadline = time.monotonic() + 10
+        while gateway_jvm(tree.launcher) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gateway_jvm(tree.launcher) is None
+        assert registry.get_sample_value(f"ibgateway_{name}", {"mode": "paper"}) is None
+    finally:
+        tree.close()
+
+
 def test_build_registry_uses_its_own_registry_and_includes_ibgwds_process() -> None:
-    r = build_registry(lambda: status(gateway_pids={"paper": os.getpid()}))
+    r = build_registry(lambda: status(gateway_pids={"paper": proctree.launcher()}))
     assert r is not REGISTRY
     assert REGISTRY.get_sample_value("ibgwd_ready") is None
     assert (r.get_sample_value("process_resident_memory_bytes") or 0) > 0
@@ -364,7 +434,7 @@ def test_listen_address_prints_ipv6_in_brackets() -> None:
 
 
 def exported_families() -> list[str]:
-    r = build_registry(lambda: status(gateway_pids={"paper": os.getpid()}))
+    r = build_registry(lambda: status(gateway_pids={"paper": proctree.launcher()}))
     lines = set()
     for family in r.collect():
         kind = {"info": "gauge", "stateset": "gauge"}.get(family.type, family.type)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import proctree
 import pytest
 import yaml
 
@@ -124,7 +124,7 @@ def full_status() -> Status:
         ready_timestamp=2.0,
         gateways=(g,),
         components=(relay,),
-        gateway_pids={"paper": os.getpid()},
+        gateway_pids={"paper": proctree.launcher()},
     )
 
 
