@@ -22,6 +22,7 @@ WRONG = "not-the-password-42"  # test value: a wrong IB password
 
 RECEIVER = f"""
 import http.server, json, os
+os.umask(0o077)  # what it records holds the URL's token: private, like a real receiver's log
 os.makedirs("/run/webhook", exist_ok=True)
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
