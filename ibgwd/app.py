@@ -117,6 +117,7 @@ def _run(
     from dasbus.connection import SystemMessageBus
 
     from ibgwd.dbus.auth import UnixGroupAuthorizer, bus_uid_lookup
+    from ibgwd.dbus.diagnostics import attach_diagnostics
     from ibgwd.dbus.server import publish
     from ibgwd.metrics import (
         Health,
@@ -125,6 +126,7 @@ def _run(
         build_registry,
         glib_loop_probe,
     )
+    from ibgwd.notifications.service import attach as attach_notifications
     from ibgwd.units.systemd import SystemdClient
 
     runtime = Path(os.environ.get("RUNTIME_DIRECTORY", names.runtime_dir).split(":")[0])
@@ -158,6 +160,10 @@ def _run(
     if metrics:
         metrics.start()
         log.info("event=metrics_listening url=%s", metrics.url)
+    notifications = attach_notifications(supervisor, settings, names, paths, units, load)
+    attach_diagnostics(
+        bus, settings, names, paths, units, uid, gid, notifications, supervisor.status
+    )
     publish(bus, supervisor, UnixGroupAuthorizer(bus_uid_lookup(bus)), names.instance)
     loop = GLib.MainLoop()
     exit_code = EX_OK
@@ -203,6 +209,7 @@ def _run(
     finally:
         if metrics:
             metrics.stop()
+        notifications.close()
         executor.shutdown(wait=False, cancel_futures=True)
         bus.disconnect()
     sys.stdout.flush()

@@ -33,9 +33,32 @@ done
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2
     apt-get update -q
+    # Debian starts daemons it installs (sshd, Prometheus); the tests start their own, so keep
+    # them from starting with a policy-rc.d for the duration of the install (never one the
+    # admin put there), instead of killing processes afterwards: this never stops anything
+    # it did not start.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# scripts/setup.sh: no daemon starts during its install\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+        trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-    # Debian starts these on install; the host runs no systemd, and the tests start their own.
-    pkill -x prometheus 2>/dev/null || true
+    if [ "$own_policy" = 1 ]; then
+        rm -f "$policy"
+        own_policy=0
+    fi
+    # On a host that runs systemd, the test-only daemons installed just now stay off at boot.
+    if [ -d /run/systemd/system ]; then
+        for p in "${missing[@]}"; do
+            case $p in
+                prometheus) systemctl disable --quiet prometheus.service 2>/dev/null || true ;;
+                openssh-server) systemctl disable --quiet ssh.service 2>/dev/null || true ;;
+            esac
+        done
+    fi
 fi
 
 # Debian's python (it has gi); the pyenv python that may come first in PATH has not.

@@ -361,3 +361,28 @@ class ShellWords:
         if "\0" in text:
             raise ValueError("")
         return text
+
+
+@dataclass(frozen=True)
+class HttpUrl:
+    """An http:// or https:// URL with a host, or empty (off). The error never shows it: its
+    path or query may carry a token."""
+
+    accepted: str = "an http:// or https:// URL with a host, or empty"
+
+    def parse(self, raw: str) -> str:
+        import urllib.parse
+
+        text = raw.strip()
+        if not text:
+            return ""
+        try:
+            parts = urllib.parse.urlsplit(text)
+            port_ok = parts.port is None or 0 < parts.port < 65536
+        except ValueError:
+            raise ValueError("not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError("")
+        if any(c.isspace() for c in text):
+            raise ValueError("contains white space")
+        return text

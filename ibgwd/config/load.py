@@ -34,6 +34,7 @@ def load_settings(
     config_dir: Path,
     environ: Mapping[str, str],
     credentials_dir: Path | None,
+    unit_credentials: Mapping[str, tuple[str, str]] | None = None,
 ) -> Settings:
     """Read conffile → environment → NAME_FILE → credentials, validate, and return Settings.
 
@@ -42,7 +43,12 @@ def load_settings(
     if not names.is_valid_instance(instance):
         raise ConfigError([Problem("instance", instance, names.INSTANCE_ACCEPTED)])
     conffile = conffile_path(instance, config_dir)
-    raw = sources.gather(conffile=conffile, environ=environ, credentials_dir=credentials_dir)
+    raw = sources.gather(
+        conffile=conffile,
+        environ=environ,
+        credentials_dir=credentials_dir,
+        unit_credentials=unit_credentials,
+    )
     installed: tuple[str, ...] | None = ()
     if not raw.values.get(spec.IB_GATEWAY_VERSION.name, "").strip():
         tws_path = raw.values.get(spec.TWS_PATH.name, "").strip() or spec.TWS_PATH.default

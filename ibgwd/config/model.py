@@ -117,6 +117,11 @@ class Settings:
     recovery_max_per_hour: int
     recovery_backoff_s: float
     shutdown_action: str = ""  # SHUTDOWN_ACTION: pause|stop at a system shutdown; "" = derived
+    # Notifications (NOTIFY_*)
+    notify_url: Secret | None = None
+    notify_topic: str = ""
+    notify_command: str = ""
+    notify_after_s: float = 300.0
 
     def gateway(self, mode: Mode) -> GatewaySettings:
         for g in self.gateways:

@@ -159,8 +159,13 @@ def gather(
     conffile: Path,
     environ: Mapping[str, str],
     credentials_dir: Path | None,
+    unit_credentials: Mapping[str, tuple[str, str]] | None = None,
 ) -> RawValues:
-    """Read every source and merge them by precedence (imperative shell)."""
+    """Read every source and merge them by precedence (imperative shell).
+
+    `unit_credentials` (setting name -> (value, origin)) stands in for $CREDENTIALS_DIRECTORY
+    when checking from a shell what the unit will load (LoadCredential=).
+    """
     raw = RawValues()
     layered: dict[str, str] = {}
     origins: dict[str, str] = {}
@@ -213,7 +218,65 @@ def gather(
                 )
     if credentials_dir is not None:
         _read_credentials(credentials_dir, raw)
+    elif unit_credentials:
+        for name, (value, origin) in unit_credentials.items():
+            raw.values[name] = value
+            raw.origins[name] = origin
+    for name, hint in unknown_environment_names(environ):
+        log.warning("%s is set in the environment but is not a setting; %s", name, hint)
     return raw
+
+
+# Environment names of ssh itself, of shells and of the old image that look like settings.
+_NOT_SETTINGS = frozenset(
+    {
+        "SSH_AUTH_SOCK",
+        "SSH_AGENT_PID",
+        "SSH_CLIENT",
+        "SSH_CONNECTION",
+        "SSH_TTY",
+        "SSH_ASKPASS",
+        "SSH_ORIGINAL_COMMAND",
+        "NOTIFY_SOCKET",  # systemd's sd_notify socket
+        "JAVA_HOME",
+        "JAVA_TOOL_OPTIONS",
+        "JAVA_OPTS",
+    }
+)
+_SETTING_PREFIXES = (
+    "TWS_",
+    "IBC_",
+    "IB_",
+    "SSH_",
+    "VNC_",
+    "TWOFA_",
+    "NOTIFY_",
+    "PROBE_",
+    "RECOVERY_",
+    "RELAY_",
+    "API_PORT",
+    "COMMAND_PORT",
+    "AUTO_",
+    "JAVA_",
+    "METRICS_",
+    "TRADING_",
+)
+
+
+def unknown_environment_names(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Environment names that look like settings but are none, with a "did you mean" hint
+    (a typo in the container's .env is otherwise silently ignored)."""
+    out: list[tuple[str, str]] = []
+    for name in sorted(environ):
+        if _known_name(name) or name in spec.IGNORED_OLD_NAMES or name in _NOT_SETTINGS:
+            continue
+        prefixed = name.startswith(_SETTING_PREFIXES)
+        close = difflib.get_close_matches(name, spec.BY_NAME, n=1, cutoff=0.6 if prefixed else 0.8)
+        if not close and not prefixed:
+            continue
+        hint = f"did you mean {close[0]}?" if close else "see ibgwd.conf(5) for the settings"
+        out.append((name, hint))
+    return out
 
 
 def _warn_if_exposed(conffile: Path, from_file: Mapping[str, str]) -> None:

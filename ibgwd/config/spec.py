@@ -27,6 +27,7 @@ class Section(enum.Enum):
     SSH = "SSH tunnel"
     HEALTH = "Health, metrics and recovery"
     HOOKS = "Hook scripts"
+    NOTIFY = "Notifications"
 
 
 class Origin(enum.Enum):
@@ -712,6 +713,58 @@ IBC_SCRIPTS = Setting(
     "hooks/ibc",
     _S.HOOKS,
     "ibc_scripts",
+)
+
+# --- Notifications -----------------------------------------------------------------------
+NOTIFY_URL = Setting(
+    "NOTIFY_URL",
+    kinds.HttpUrl(),
+    "",
+    "Webhook that gets a JSON POST when ibgwd needs a human: a 2FA prompt (with its "
+    "deadline), an expired prompt, a failed login, the recovery limit, a gateway down for "
+    "NOTIFY_AFTER, ready again, a scheduled restart. The body has `title`, `message`, "
+    "`priority` and `tags` (ntfy, Gotify) plus `event`, `instance`, `mode`, `state` and "
+    "timestamps. Retried with backoff. Secret, as its query may hold a token: use "
+    "NOTIFY_URL_FILE or the credential `notify_url` to keep it out of the conffile.",
+    "https://ntfy.sh/",
+    _S.NOTIFY,
+    "notify_url",
+    secret=True,
+    origin=_I,
+)
+NOTIFY_TOPIC = Setting(
+    "NOTIFY_TOPIC",
+    kinds.Text(),
+    "",
+    "Sent as `topic` in the JSON body: for ntfy, set NOTIFY_URL to the server's root URL "
+    "and the topic here.",
+    "my-ibgwd-alerts-7f3a",
+    _S.NOTIFY,
+    "notify_topic",
+    origin=_I,
+)
+NOTIFY_COMMAND = Setting(
+    "NOTIFY_COMMAND",
+    kinds.Text(),
+    "",
+    "Shell command run (as a oneshot unit of the instance, user ibgateway) for each "
+    "notification, with IBGWD_EVENT, IBGWD_INSTANCE, IBGWD_MODE, IBGWD_STATE, IBGWD_TITLE, "
+    "IBGWD_MESSAGE, IBGWD_PRIORITY, IBGWD_TIMESTAMP, IBGWD_DEADLINE and IBGWD_SINCE in its "
+    "environment. Its output goes to the journal.",
+    "/usr/local/bin/page-me",
+    _S.NOTIFY,
+    "notify_command",
+    origin=_I,
+)
+NOTIFY_AFTER = Setting(
+    "NOTIFY_AFTER",
+    kinds.Seconds(0, 86400),
+    "300",
+    "Seconds a gateway may be not ready before a `down` notification; 0 = never.",
+    "120",
+    _S.NOTIFY,
+    "notify_after_s",
+    origin=_I,
 )
 
 # Every Setting above, in definition order (which is also the order of the docs).

@@ -203,6 +203,10 @@ def build(
         recovery_max_per_hour=r.get(s.RECOVERY_MAX_PER_HOUR),
         recovery_backoff_s=r.get(s.RECOVERY_BACKOFF),
         shutdown_action=r.get(s.SHUTDOWN_ACTION),
+        notify_url=Secret(r.get(s.NOTIFY_URL)) if r.get(s.NOTIFY_URL) else None,
+        notify_topic=r.get(s.NOTIFY_TOPIC).strip(),
+        notify_command=r.get(s.NOTIFY_COMMAND).strip(),
+        notify_after_s=r.get(s.NOTIFY_AFTER),
     )
     _check_port_collisions(r, settings)
     return settings, r.problems

@@ -40,7 +40,7 @@ DEPENDS = [
     "systemd",
     "tzdata",  # TIME_ZONE is checked against the system tz database (zoneinfo)
 ]
-RECOMMENDS = ["x11vnc", "openssh-client", "python3-tk"]
+RECOMMENDS = ["x11vnc", "openssh-client", "python3-tk", "python3-xlib"]  # xlib: ibgwdctl screenshot
 PY = "./usr/lib/python3/dist-packages"
 EXPECTED_FILES = [
     "./lib/systemd/system/ibgwd.service",
@@ -55,6 +55,12 @@ EXPECTED_FILES = [
     "./usr/bin/ibgwdctl",
     "./usr/share/doc/ibgwd/copyright",
     f"{PY}/ibgwd/render/templates/config.ini.j2",
+    "./usr/share/bash-completion/completions/ibgwd",
+    "./usr/share/bash-completion/completions/ibgwdctl",
+    "./usr/share/doc/ibgwd/operating.md.gz",
+    "./usr/share/ibgwd/monitoring/alerts.yml",
+    "./usr/share/ibgwd/monitoring/grafana-dashboard.json",
+    "./usr/share/doc/ibgwd/monitoring",
 ]
 
 

@@ -86,6 +86,7 @@ def test_the_secrets_are_exactly_the_passwords_and_the_passphrase() -> None:
         "TWS_PASSWORD_PAPER",
         "VNC_SERVER_PASSWORD",
         "SSH_PASSPHRASE",
+        "NOTIFY_URL",  # a Gotify/ntfy token travels in the URL's query
     } == spec.SECRET_NAMES
 
 

@@ -1,0 +1,1 @@
+"""Notifications to a human: events derived from status snapshots, sent to a webhook or a hook."""
