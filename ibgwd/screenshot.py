@@ -82,10 +82,36 @@ def rgb_from_zpixmap(
     return bytes(out)
 
 
+FAMILY_WILD = 0xFFFF  # libXau's wildcard address family (ibgwd/isolation/xauth.py writes it)
+
+
+def _accept_wildcard_cookie() -> None:
+    """python-xlib matches Xauthority entries by exact family and address only, while libXau
+    (Xvfb, x11vnc, the Gateway's JVM) also takes FamilyWild, the one entry ibgwd writes for
+    the instance's display: fall back to it when no exact entry matches."""
+    from Xlib import error, xauth  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    exact = xauth.Xauthority.get_best_auth
+    if getattr(exact, "ibgwd_wildcard", False):
+        return
+
+    def get_best_auth(
+        self: object, family: int, address: bytes, dispno: int, *args: object
+    ) -> tuple[bytes, bytes]:
+        try:
+            return exact(self, family, address, dispno, *args)  # type: ignore[no-any-return]
+        except error.XNoAuthError:
+            return exact(self, FAMILY_WILD, b"", dispno, *args)  # type: ignore[no-any-return]
+
+    get_best_auth.ibgwd_wildcard = True  # type: ignore[attr-defined]
+    xauth.Xauthority.get_best_auth = get_best_auth
+
+
 def capture() -> bytes:
     """PNG of the whole root window of $DISPLAY."""
     from Xlib import X, display  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
+    _accept_wildcard_cookie()
     d = display.Display()
     try:
         screen = d.screen()
