@@ -543,7 +543,7 @@ def measure_bare(box: Box) -> dict[str, Any]:
         "-nolisten",
         "tcp",
     )
-    box.run(*wait_for_x(1), timeout=30)  # what ibgwd's IBC unit waits for, too
+    box.run(*wait_for_x(1), timeout=30, user="ibgateway")  # as ibgwd's IBC unit waits
     poller = Poller(box, after_failure=False, port=4002)
     t0 = time.time()
     try:
