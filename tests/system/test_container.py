@@ -140,10 +140,23 @@ def user_files(tmp_path: Path) -> tuple[Path, Path, Path]:
     return old_env_file(tmp_path / ".env"), settings, secret
 
 
+# Processes the engine starts itself (`podman exec`, the HEALTHCHECK) have no parent in the
+# container (PPid 0) and get the container's configured environment from the engine, like PID 1:
+# that is the engine's doing, outside ibgwd's reach (docs/container.md: use *_FILE secrets).
+# Everything systemd runs descends from PID 1 and is scanned.
 SCANNER = """
 import os, sys
 secrets = [s.encode() for s in sys.stdin.read().splitlines() if s]
+def engine_started(pid):
+    try:
+        status = open(f'/proc/{pid}/status').read()
+    except OSError:
+        return True  # gone
+    ppid = next(l.split()[1] for l in status.splitlines() if l.startswith('PPid:'))
+    return pid != '1' and ppid == '0'
 for pid in filter(str.isdigit, os.listdir('/proc')):
+    if engine_started(pid):
+        continue
     for what in ('cmdline', 'environ'):
         try:
             data = open(f'/proc/{pid}/{what}', 'rb').read()
