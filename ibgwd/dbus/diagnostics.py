@@ -11,6 +11,7 @@ No `from __future__ import annotations`: dasbus reads the annotations as real ty
 
 # ruff: noqa: N802  (D-Bus member names are CamelCase by convention)
 
+import dataclasses
 import logging
 import os
 import sys
@@ -25,7 +26,7 @@ from ibgwd.config.model import Settings
 from ibgwd.dbus.auth import ACTION_MANAGE, Authorizer, requires_authorization, secure_by_default
 from ibgwd.errors import NotReadyError
 from ibgwd.names import BUS_NAME_PREFIX, OBJECT_PATH, InstanceNames
-from ibgwd.units.sandbox import LOCAL, Sandbox
+from ibgwd.units.sandbox import DISPLAY
 from ibgwd.units.spec import Paths, UnitSpec, ibc_spec
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,9 @@ DIAGNOSTICS_PATH = OBJECT_PATH + "/Diagnostics"
 DIAGNOSTICS_INTERFACE = BUS_NAME_PREFIX + ".Diagnostics"
 CAPTURE_TIMEOUT_S = 20.0
 MAX_PNG_BYTES = 32 * 1024 * 1024
-# The capture reads the X socket in /tmp/.X11-unix and writes one file: no network at all.
-CAPTURE_SANDBOX = Sandbox(
-    address_families=LOCAL,
-    system_call_filter=("@system-service",),
-    memory_deny_write_execute=True,
-    private_network=True,
-    deny_all_ip=True,
-    protect_proc="invisible",
-    proc_subset="pid",
-    protect_system="strict",
-)
+# The capture reads the X socket in /tmp/.X11-unix and writes one file: the display's sandbox
+# (no network at all), with a read-only system.
+CAPTURE_SANDBOX = dataclasses.replace(DISPLAY, protect_system="strict")
 
 
 def capture_spec(settings: Settings, names: InstanceNames, paths: Paths, output: Path) -> UnitSpec:
